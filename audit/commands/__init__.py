@@ -1,0 +1,1 @@
+"""Sub-commands of ``audit``; each module exposes ``register(subparsers)``."""

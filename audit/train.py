@@ -1,0 +1,233 @@
+"""One training run: a pure function of (config, seed) under a fixed budget in epochs.
+
+The same seed gives the same numbers on the CPU: the seed fixes initialisation, data order and
+augmentation (one generator, on the data's device). Data stay resident as tensors and are
+augmented in batches; the loss is checked for NaN/inf once per epoch so there is no per-step
+host synchronisation on a GPU.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from audit.augment import augment_batch, strong_augment
+from audit.data import Split, Splits
+from audit.errors import AuditError
+from audit.models import build_model
+from methods import get_method
+from methods.base import Context, FeatureShapes
+
+SCHEDULES = ("cosine", "step")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The optimiser and schedule every run in a study shares (part of the budget)."""
+
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs, for the step schedule
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise AuditError(f"epochs must be a positive integer, got {self.epochs}")
+        if self.batch_size < 2:
+            raise AuditError(f"batch size must be at least 2, got {self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise AuditError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+@dataclass
+class RunResult:
+    status: str  # "ok" or "failed"
+    reason: str = ""
+    val_acc: list[float] = field(default_factory=list)  # per epoch, percent
+    test_acc: list[float] = field(default_factory=list)  # per epoch, only when the test split was given
+    train_loss: list[float] = field(default_factory=list)
+    epochs: int = 0
+    pretrain_epochs: int = 0
+    steps: int = 0
+    images: int = 0
+    flops: float = 0.0  # training FLOPs: measured per image on a real step, times images seen
+    wall_s: float = 0.0
+
+    @property
+    def val_last(self) -> float:
+        return self.val_acc[-1] if self.val_acc else math.nan
+
+    @property
+    def val_best(self) -> float:
+        return max(self.val_acc) if self.val_acc else math.nan
+
+    @property
+    def test_last(self) -> float:
+        return self.test_acc[-1] if self.test_acc else math.nan
+
+    @property
+    def test_best(self) -> float:
+        return max(self.test_acc) if self.test_acc else math.nan
+
+
+class RunFailed(Exception):
+    """A run that cannot go on (NaN/inf loss, out of memory); the reason is the message."""
+
+
+def accuracy(model: nn.Module, split: Split, batch_size: int = 1024) -> float:
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=split.y.device)
+    with torch.inference_mode():
+        for i in range(0, len(split), batch_size):
+            logits, _ = model(split.x[i : i + batch_size])
+            correct += (logits.argmax(1) == split.y[i : i + batch_size]).sum()
+    model.train(was_training)
+    return 100.0 * correct.item() / len(split)
+
+
+class _Trainer:
+    """The loop shared by the main stage and any extra stage a method declares."""
+
+    def __init__(self, splits: Splits, recipe: Recipe, strength: float, generator: torch.Generator, result: RunResult):
+        self.splits, self.recipe, self.strength, self.g, self.result = splits, recipe, strength, generator, result
+
+    def batches(self) -> list[torch.Tensor]:
+        n = len(self.splits.train)
+        perm = torch.randperm(n, generator=self.g, device=self.splits.train.y.device)
+        # Near-equal chunks instead of a ragged last batch: batch-norm needs more than one sample.
+        return list(torch.tensor_split(perm, max(1, n // self.recipe.batch_size)))
+
+    def fit(
+        self,
+        module: nn.Module,
+        epochs: int,
+        on_epoch: Callable[[int, dict], None] | None = None,
+        evaluate: Callable[[], dict] | None = None,
+    ) -> None:
+        r = self.recipe
+        params = module.trainable_parameters()
+        opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay)
+        steps_per_epoch = max(1, len(self.splits.train) // r.batch_size)
+        total = epochs * steps_per_epoch
+        if r.schedule == "cosine":
+            lr_at = lambda s: 0.5 * (1 + math.cos(math.pi * s / total))  # noqa: E731
+        else:
+            bounds = [m * total for m in r.milestones]
+            lr_at = lambda s: r.gamma ** sum(s >= b for b in bounds)  # noqa: E731
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        train = self.splits.train
+        hflip = self.splits.info.hflip
+        flops_per_image = None
+        images_before = self.result.images
+        for epoch in range(epochs):
+            module.train()
+            loss_sum = torch.zeros((), device=train.y.device)
+            for idx in self.batches():
+                x = train.x[idx]
+                if self.strength > 0:
+                    x = augment_batch(x, self.strength, self.g, hflip=hflip)
+                if flops_per_image is None:
+                    # Counted once on a real step (forward, backward, teacher included), then scaled.
+                    with FlopCounterMode(display=False) as counter:
+                        loss = self._step(module, opt, x, train.y[idx], idx)
+                    flops_per_image = counter.get_total_flops() / len(idx)
+                else:
+                    loss = self._step(module, opt, x, train.y[idx], idx)
+                sched.step()
+                loss_sum += loss.detach()
+                self.result.steps += 1
+                self.result.images += len(idx)
+            mean_loss = loss_sum.item() / steps_per_epoch
+            if not math.isfinite(mean_loss):
+                raise RunFailed(f"non-finite training loss at epoch {epoch + 1}")
+            if evaluate is not None:
+                metrics = evaluate()
+                metrics["train_loss"] = mean_loss
+                self.result.train_loss.append(mean_loss)
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, metrics)
+        self.result.flops += (flops_per_image or 0.0) * (self.result.images - images_before)
+
+    @staticmethod
+    def _step(module: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        _, losses = module.forward_train(x, y, idx)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+
+def run(
+    *,
+    method: str,
+    config: dict,
+    splits: Splits,
+    student_arch: str,
+    teacher: nn.Module | None,
+    recipe: Recipe,
+    seed: int,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    paper_protocol: bool = False,
+) -> tuple[RunResult, nn.Module]:
+    """Train ``student_arch`` with ``method`` and ``config``; evaluate on val (and test if present) each epoch.
+
+    Returns the result and the trained student. A failed run returns ``status="failed"`` with its reason.
+    """
+    start = time.perf_counter()
+    result = RunResult(status="ok")
+    device = splits.train.x.device
+    cls = get_method(method)
+    torch.manual_seed(seed)
+    g = torch.Generator(device=device).manual_seed(seed)
+    info = splits.info
+    student = build_model(student_arch, in_channels=info.shape[0], num_classes=info.num_classes).to(device)
+    sample = splits.train.x[:2]
+    ctx = Context(
+        student=FeatureShapes.of(student, sample),
+        teacher=FeatureShapes.of(teacher, sample) if (teacher is not None and cls.needs_teacher) else None,
+        num_train=len(splits.train),
+        strong_augment=lambda x: strong_augment(x, g, hflip=info.hflip),
+    )
+    module = cls(student, teacher if cls.needs_teacher else None, dict(config), ctx).to(device)
+    trainer = _Trainer(splits, recipe, float(module.hp.get("strength", 0.0)), g, result)
+
+    def evaluate() -> dict:
+        metrics = {"val_acc": accuracy(student, splits.val)}
+        result.val_acc.append(metrics["val_acc"])
+        if splits.test is not None:
+            metrics["test_acc"] = accuracy(student, splits.test)
+            result.test_acc.append(metrics["test_acc"])
+        metrics["epoch"] = len(result.val_acc)
+        return metrics
+
+    try:
+        used = module.pretrain(lambda m, n: trainer.fit(m, n), recipe.epochs)
+        result.pretrain_epochs = used
+        main_epochs = recipe.epochs if paper_protocol else recipe.epochs - used
+        if main_epochs < 1:
+            raise RunFailed(f"extra stages used {used} of {recipe.epochs} epochs, leaving none for the student")
+        result.epochs = used + main_epochs
+        trainer.fit(module, main_epochs, on_epoch, evaluate)
+    except RunFailed as exc:
+        result.status, result.reason = "failed", str(exc)
+    except torch.OutOfMemoryError:
+        result.status, result.reason = "failed", "out of memory"
+    result.wall_s = time.perf_counter() - start
+    return result, student

@@ -287,6 +287,26 @@ def _explain(v: dict[str, object]) -> str:
     return f"Inconclusive: {runs} is {where}; {ci} crosses the ±{m:g}-point margin, and {more}."
 
 
+def _claim_from_registry(claimed: object, claimed_std: object,
+                         claimed_runs: object) -> tuple[float, float | None, int | None]:
+    """Registry rows give NaN / pandas NA where the source is silent: read those as None."""
+    def missing(x: object) -> bool:
+        if x is None:
+            return True
+        try:
+            return bool(x != x)  # NaN is the one float unequal to itself
+        except TypeError:
+            return True  # pandas.NA: even its comparisons are missing
+
+    try:
+        value = float(claimed)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise AuditError(f"claimed accuracy must be a number; got {claimed!r}") from None
+    std = None if missing(claimed_std) else float(claimed_std)  # type: ignore[arg-type]
+    runs = None if missing(claimed_runs) else int(claimed_runs)  # type: ignore[call-overload]
+    return value, std, runs
+
+
 def judge_claim(claimed: float, runs: Sequence[float], *, claimed_std: float | None = None,
                 claimed_runs: int | None = None, margin: float = DEFAULT_MARGIN,
                 alpha: float = 0.05) -> Verdict:
@@ -300,6 +320,7 @@ def judge_claim(claimed: float, runs: Sequence[float], *, claimed_std: float | N
     arr = _finite_array(runs, "runs")
     if arr.size == 0:
         raise AuditError("no runs given; pass at least one reproduced accuracy (two or more to test)")
+    claimed, claimed_std, claimed_runs = _claim_from_registry(claimed, claimed_std, claimed_runs)
     _check_claim(claimed, claimed_std, claimed_runs)
     _check_margin(margin)
     _check_level(alpha)

@@ -295,3 +295,12 @@ def test_iqm_interval_covers_near_nominal():
 def test_iqm_bad_normalisation(kwargs, message):
     with pytest.raises(AuditError, match=message):
         aggregate_iqm({"a": [71, 72]}, **kwargs)
+
+
+def test_registry_style_missing_values_mean_no_claimed_spread():
+    import pandas as pd
+
+    v = judge_claim(73.2, [73.1, 73.3, 72.9], claimed_std=float("nan"), claimed_runs=pd.NA)
+    assert v.claimed_std is None and v.claimed_runs is None and v.test.startswith("one-sample")
+    v = judge_claim(73.2, [73.1, 73.3, 72.9], claimed_std=None, claimed_runs=pd.array([5], dtype="Int64")[0])
+    assert v.claimed_runs == 5 and isinstance(v.claimed_runs, int)

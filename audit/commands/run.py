@@ -1,0 +1,98 @@
+"""``audit run``: tune, confirm and summarise one or more methods under an equal budget."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from audit.errors import AuditError
+from audit.runner import Paths, create_study_dir, execute_study, prepare
+from audit.study import DEFAULT_RECIPE, Study
+
+
+def _positive(kind: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {text!r}")
+        return value
+
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="tune, confirm and compare KD methods under an equal budget")
+    p.add_argument("--method", action="append", default=[], help="method to audit (repeatable); nokd and kd are always added as references")
+    p.add_argument("--trials", type=_positive("--trials"), default=50, help="search trials per method (default 50)")
+    p.add_argument("--seeds", type=_positive("--seeds"), default=5, help="confirmation seeds (default 5)")
+    p.add_argument("--epochs", type=_positive("--epochs"), default=None, help="student epochs per run (default 8)")
+    p.add_argument("--dataset", default="digits", help="data set (default digits, embedded)")
+    p.add_argument("--teacher", default="resnet20", help="teacher architecture (default resnet20)")
+    p.add_argument("--student", default="resnet8", help="student architecture (default resnet8)")
+    p.add_argument("--backend", default="ray", help="ray (default) or local")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: SQLite file in the study folder)")
+    p.add_argument("--out", default="reports", type=Path, help="folder for study folders (default reports)")
+    p.add_argument("--name", default=None, help="study name (default: <dataset>-<methods>-<time>)")
+    p.add_argument("--data-dir", default=None, type=Path, help="folder holding the torchvision data sets")
+    p.add_argument("--download", action="store_true", help="download the data set into --data-dir when online")
+    p.add_argument("--cache-dir", default=None, type=Path, help="teacher cache (default ~/.cache/kd-audit/teachers)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--max-concurrent", type=_positive("--max-concurrent"), default=None, help="concurrent trials (default: as many as fit)")
+    p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
+    p.set_defaults(func=main)
+
+
+def study_from_args(args: argparse.Namespace) -> Study:
+    if not args.method:
+        raise AuditError("give at least one --method (see `audit methods`)")
+    name = args.name or f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    kwargs = dict(
+        name=name, methods=args.method, dataset=args.dataset, teacher=args.teacher, student=args.student,
+        trials=args.trials, seeds=list(range(1, args.seeds + 1)), split_seed=args.split_seed,
+        backend=args.backend, storage=args.storage, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
+    )
+    if args.epochs is not None:
+        kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
+    return Study(**kwargs)
+
+
+def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: ANN001
+    table = Table(title=f"confirmed test accuracy (%), mean ± std over seeds — {study_dir}")
+    for col in ("method", "runs", "test acc", "vs nokd", "vs kd", "search ok/failed", "best config"):
+        table.add_column(col, justify="left" if col in ("method", "best config") else "right")
+    fmt = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.2f}"  # noqa: E731
+    for r in summary.itertuples():
+        acc = "—" if math.isnan(r.test_mean) else f"{r.test_mean:.2f} ± {0.0 if math.isnan(r.test_std) else r.test_std:.2f}"
+        table.add_row(
+            r.method, str(r.runs), acc, "" if r.method == "nokd" else fmt(r.vs_nokd), "" if r.method == "kd" else fmt(r.vs_kd),
+            f"{r.search_ok}/{r.search_failed}", r.best_config,
+        )
+    console.print(table)
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console()
+    study = study_from_args(args)
+    paths = Paths(out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download)
+    splits = prepare(study, paths)
+    study_dir = create_study_dir(study, paths.out)
+    console.print(
+        f"study [bold]{study.name}[/]: {', '.join(study.all_methods)} on {study.dataset} "
+        f"({study.teacher} -> {study.student}), {study.trials} trials x {study.recipe.epochs} epochs per method, "
+        f"{len(study.seeds)} seeds, backend {study.backend}"
+    )
+    summary = execute_study(study, study_dir, splits, paths, console)
+    print_summary(console, summary, study_dir)
+    console.print(f"results: {study_dir / 'results.csv'}")
+    return 0

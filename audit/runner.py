@@ -1,0 +1,108 @@
+"""The path of one study: data, teacher, search, confirmation, results (DESIGN.md, "The path of one audit run")."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audit import journal
+from audit.confirm import confirm, pending_runs
+from audit.data import Splits, load_splits
+from audit.errors import AuditError
+from audit.search import search, teacher_state_of
+from audit.study import Study
+from audit.summary import summarise
+from audit.teachers import Teacher, get_teacher
+from methods import get_method
+
+
+@dataclass
+class Paths:
+    out: Path
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+    download: bool = False
+
+
+def prepare(study: Study, paths: Paths) -> Splits:
+    """Everything that can fail on bad input, before any folder is made."""
+    device = "cuda" if (study.gpus_per_trial > 0 and torch.cuda.is_available()) else "cpu"
+    return load_splits(
+        study.dataset, split_seed=study.split_seed, val_fraction=study.val_fraction,
+        data_dir=paths.data_dir, download=paths.download, device=device,
+    )
+
+
+def create_study_dir(study: Study, out: Path) -> Path:
+    study_dir = out / study.name
+    if study_dir.exists():
+        raise AuditError(f"study folder {str(study_dir)!r} exists; choose another --name (or resume it)")
+    out.mkdir(parents=True, exist_ok=True)
+    # Made under a temporary name and renamed once study.toml is in it: never a half-made folder.
+    tmp = out / f".{study.name}.creating-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        study.write(tmp / "study.toml")
+        os.replace(tmp, study_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return study_dir
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+def execute_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, console: Console) -> pd.DataFrame:
+    """Run (or continue) every phase of a study whose folder exists; returns the summary."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    torch.set_num_threads(os.cpu_count() or 1)
+    teacher: Teacher | None = None
+    if any(get_method(m).needs_teacher for m in study.all_methods):
+        with console.status(f"teacher {study.teacher} on {study.dataset} (trained once, then cached)"):
+            teacher = get_teacher(splits, study.teacher, seed=study.teacher_seed, cache_dir=paths.cache_dir)
+        how = "from cache" if teacher.from_cache else f"trained in {teacher.meta['wall_s']:.0f}s"
+        console.print(f"teacher {study.teacher}: val {teacher.meta['val_acc']:.2f}%  test {teacher.meta['test_acc']:.2f}%  ({how})")
+        (study_dir / "teacher.json").write_text(json.dumps(teacher.meta, indent=2))
+    timings["teacher_s"] = time.perf_counter() - t0
+    state = teacher_state_of(teacher.model) if teacher is not None else None
+
+    t1 = time.perf_counter()
+    with _progress(console) as progress:
+        for method in study.all_methods:
+            done = sum(1 for r in journal.read(study_dir) if r["method"] == method and r["phase"] == "search")
+            task = progress.add_task(f"search {method}", total=study.trials, completed=min(done, study.trials), note="")
+            best = [float("-inf")]
+
+            def on_trial(rec: dict, task=task, best=best) -> None:
+                if rec.get("status") == "ok":
+                    best[0] = max(best[0], rec["val_acc"])
+                progress.update(task, advance=1, note=f"best val {best[0]:.2f}%" if best[0] > float("-inf") else "")
+
+            search(study, method, study_dir, splits, state, on_trial)
+    timings["search_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    with _progress(console) as progress:
+        task = progress.add_task("confirm on test", total=len(pending_runs(study, study_dir)), note="")
+        confirm(study, study_dir, splits, state, lambda rec: progress.update(task, advance=1, note=rec["method"]))
+    timings["confirm_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    results = journal.write_tables(study_dir)
+    summary = summarise(results)
+    summary.to_csv(study_dir / "summary.csv", index=False)
+    (study_dir / "timings.json").write_text(json.dumps(timings, indent=2))
+    return summary

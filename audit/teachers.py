@@ -1,0 +1,128 @@
+"""Teachers, trained once per (data set, architecture, seed, recipe) and cached with provenance.
+
+A cache entry is ``<key>.safetensors`` (weights only: loading never unpickles objects) and
+``<key>.json`` (provenance and the weights' sha256). An entry whose checksum or identity does not
+match is reported and retrained, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from audit.data import Splits
+from audit.models import build_model
+from audit.train import Recipe, run
+
+TEACHER_RECIPE = Recipe(epochs=30, batch_size=128, lr=0.1)
+TEACHER_STRENGTH = 0.3
+
+
+@dataclass
+class Teacher:
+    model: nn.Module
+    arch: str
+    meta: dict  # provenance: key, accuracies, recipe, seed, data checksum, sha256, created, versions
+    from_cache: bool
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("KD_AUDIT_CACHE", Path.home() / ".cache" / "kd-audit")) / "teachers"
+
+
+def teacher_key(splits: Splits, arch: str, seed: int, recipe: Recipe, strength: float) -> tuple[str, dict]:
+    ident = {
+        "dataset": splits.info.name,
+        "data_sha256": splits.checksum,
+        "split_seed": splits.split_seed,
+        "arch": arch,
+        "seed": seed,
+        "recipe": recipe.to_dict(),
+        "strength": strength,
+    }
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+    return f"{splits.info.name}-{arch}-s{seed}-{key}", ident
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch: str) -> tuple[nn.Module, dict] | None:
+    """The cached teacher if it is intact and is the one asked for; ``None`` (with a reason logged) otherwise."""
+    if not (weights.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("ident") != ident:
+            raise ValueError("its identity does not match the request")
+        if _sha256(weights) != meta.get("sha256"):
+            raise ValueError("its weights do not match their recorded sha256")
+        model = build_model(arch, in_channels=splits.info.shape[0], num_classes=splits.info.num_classes)
+        model.load_state_dict(load_file(weights))
+        return model, meta
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        print(f"teacher cache entry {weights.name} is unusable ({exc}); retraining")
+        return None
+
+
+def get_teacher(
+    splits: Splits,
+    arch: str,
+    *,
+    seed: int = 0,
+    recipe: Recipe = TEACHER_RECIPE,
+    strength: float = TEACHER_STRENGTH,
+    cache_dir: Path | None = None,
+) -> Teacher:
+    """The cached teacher or a freshly trained one (trained on the train split, never on val or test)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key, ident = teacher_key(splits, arch, seed, recipe, strength)
+    weights, meta_path = cache / f"{key}.safetensors", cache / f"{key}.json"
+    device = splits.train.x.device
+    loaded = _try_load(weights, meta_path, ident, splits, arch)
+    if loaded is not None:
+        model, meta = loaded
+        return Teacher(model.to(device).eval(), arch, meta, True)
+
+    result, model = run(
+        method="nokd", config={"strength": strength}, splits=splits, student_arch=arch,
+        teacher=None, recipe=recipe, seed=seed,
+    )
+    if result.status != "ok":
+        from audit.errors import AuditError
+
+        raise AuditError(f"teacher {arch} failed to train: {result.reason}")
+    cache.mkdir(parents=True, exist_ok=True)
+    # Write to temporary names, then rename: a killed process never leaves a half-written entry.
+    tmp_w = weights.with_name(f".{weights.name}.tmp{os.getpid()}")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp_w))
+    meta = {
+        "key": key,
+        "ident": ident,
+        "sha256": _sha256(tmp_w),
+        "val_acc": result.val_last,
+        "test_acc": result.test_last,
+        "epochs": result.epochs,
+        "wall_s": result.wall_s,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "host": platform.node(),
+    }
+    tmp_m = meta_path.with_name(f".{meta_path.name}.tmp{os.getpid()}")
+    tmp_m.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp_w, weights)
+    os.replace(tmp_m, meta_path)
+    return Teacher(model.eval(), arch, meta, False)

@@ -1,0 +1,83 @@
+"""One trial or confirmation run, the same function under every backend.
+
+``execute`` rebuilds the teacher from its weights, trains the student with the method and
+config, and returns a flat record (what ``trials.jsonl`` stores). It is handed the data it may
+see: search trials get splits without the test set.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from audit.data import Splits
+from audit.models import build_model
+from audit.train import Recipe, run
+from methods import get_method
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a run needs besides its config, data and teacher weights (small, picklable)."""
+
+    method: str
+    student: str
+    teacher: str
+    recipe: Recipe
+    seed: int
+    threads: int = 1
+    paper_protocol: bool = False
+    budget_hash: str = ""
+
+
+def pick_device(gpus: float) -> torch.device:
+    return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
+
+
+def execute(
+    config: dict,
+    spec: Spec,
+    splits: Splits,
+    teacher_state: dict[str, torch.Tensor] | None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    device: torch.device | None = None,
+) -> dict:
+    torch.set_num_threads(max(1, spec.threads))
+    device = device or torch.device("cpu")
+    splits = splits.to(device)
+    teacher = None
+    if get_method(spec.method).needs_teacher:
+        if teacher_state is None:
+            raise ValueError(f"method {spec.method} needs teacher weights")
+        info = splits.info
+        teacher = build_model(spec.teacher, in_channels=info.shape[0], num_classes=info.num_classes)
+        teacher.load_state_dict(teacher_state)
+        teacher = teacher.to(device).eval()
+    result, _ = run(
+        method=spec.method, config=config, splits=splits, student_arch=spec.student, teacher=teacher,
+        recipe=spec.recipe, seed=spec.seed, on_epoch=on_epoch, paper_protocol=spec.paper_protocol,
+    )
+    best_epoch = int(torch.tensor(result.val_acc).argmax()) + 1 if result.val_acc else None
+    return {
+        "method": spec.method,
+        "seed": spec.seed,
+        "config": dict(config),
+        "status": result.status,
+        "reason": result.reason,
+        "val_acc": result.val_last,  # the searched objective: validation accuracy at the budget's end
+        "val_acc_last": result.val_last,
+        "val_acc_best": result.val_best,
+        "test_acc_last": result.test_last if result.test_acc else None,
+        "test_acc_best": result.test_best if result.test_acc else None,
+        "best_epoch": best_epoch,
+        "epochs": result.epochs,
+        "pretrain_epochs": result.pretrain_epochs,
+        "steps": result.steps,
+        "images": result.images,
+        "flops": result.flops,
+        "wall_s": result.wall_s,
+        "val_curve": result.val_acc,
+        "test_curve": result.test_acc,
+        "budget_hash": spec.budget_hash,
+    }

@@ -1,0 +1,86 @@
+"""`audit run` as a user runs it: bad input is one line and exit 2 with nothing left behind;
+small end-to-end studies through the local backend and through Ray Tune."""
+import math
+
+import optuna
+import pandas as pd
+import pytest
+
+from audit.cli import main
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "nosuch"], "unknown method 'nosuch'; allowed:"),
+        (["--method", "kd", "--student", "resnet9"], "unknown student architecture 'resnet9'; allowed:"),
+        (["--method", "kd", "--teacher", "nope"], "unknown teacher architecture 'nope'; allowed:"),
+        (["--method", "kd", "--dataset", "imagenet"], "unknown data set 'imagenet'; allowed:"),
+        (["--method", "kd", "--trials", "0"], "--trials must be a positive integer"),
+        (["--method", "kd", "--seeds", "-1"], "--seeds must be a positive integer"),
+        (["--method", "kd", "--epochs", "x"], "--epochs must be a positive integer"),
+        (["--method", "kd", "--backend", "spark"], "unknown backend 'spark'; allowed: local, ray"),
+        (["--method", "kd", "--dataset", "cifar10", "--data-dir", "/nonexistent/dir"], "is not a readable folder"),
+        (["--method", "kd", "--dataset", "cifar10"], "needs --data-dir"),
+        ([], "give at least one --method"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_folder(tmp_path, capsys, args, message):
+    out = tmp_path / "reports"
+    backend = [] if "--backend" in args else ["--backend", "local"]
+    code = main(["run", *args, *backend, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_argparse_errors_exit_2(capsys):
+    assert main(["run", "--trials", "many"]) == 2
+    assert "--trials must be a positive integer" in capsys.readouterr().err
+
+
+def test_existing_study_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "s").mkdir()
+    assert main(["run", "--method", "kd", "--out", str(tmp_path), "--name", "s", "--backend", "local"]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def _check_study(folder, methods, trials, seeds):
+    results = pd.read_csv(folder / "results.csv")
+    for method in methods:
+        rows = results[results.method == method]
+        search, confirm = rows[rows.phase == "search"], rows[rows.phase == "confirm"]
+        assert len(search) == trials and (search.status == "ok").all()
+        assert sorted(confirm.seed) == list(range(1, seeds + 1))
+        # The search never saw the test set; confirmation is scored on it.
+        assert search.test_acc_last.isna().all()
+        assert confirm.test_acc_last.between(0, 100).all()
+        for col in ("epochs", "steps", "images", "flops", "wall_s"):
+            assert (rows[col] > 0).all(), col
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}")
+    for method in methods:
+        ostudy = optuna.load_study(study_name=f"{folder.name}.{method}", storage=storage)
+        assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in ostudy.trials) == trials
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary.method) == methods
+    assert not math.isnan(summary.loc[summary.method == "kd", "vs_nokd"].iloc[0])
+    assert (folder / "study.toml").exists() and (folder / "curves.csv").exists()
+
+
+@pytest.mark.slow
+def test_end_to_end_local(tmp_path, teacher_cache, capsys):
+    code = main(["run", "--method", "fitnet", "--trials", "2", "--seeds", "2", "--epochs", "1", "--backend", "local",
+                 "--out", str(tmp_path), "--name", "loc", "--cache-dir", str(teacher_cache)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "feature_kd" in out and "confirmed test accuracy" in out
+    _check_study(tmp_path / "loc", ["nokd", "kd", "feature_kd"], 2, 2)
+
+
+@pytest.mark.slow
+def test_end_to_end_ray(tmp_path, teacher_cache, ray_session):
+    code = main(["run", "--method", "feature_kd", "--trials", "3", "--seeds", "2", "--epochs", "1",
+                 "--out", str(tmp_path), "--name", "ray", "--cache-dir", str(teacher_cache)])
+    assert code == 0
+    _check_study(tmp_path / "ray", ["nokd", "kd", "feature_kd"], 3, 2)

@@ -1,0 +1,67 @@
+"""Zagoruyko & Komodakis 2017, "Paying More Attention to Attention: Improving the Performance of
+Convolutional Neural Networks via Attention Transfer" (ICLR 2017, arXiv 1612.03928).
+
+The attention map of a feature A (C x H x W) is Q = vec(mean_c |A_c|^p), p = 2; each stage's
+student and teacher maps are L2-normalised and their squared difference averaged over positions
+and batch (the authors' code; the paper's "beta divided by the number of elements and the batch"):
+
+    loss = (1 - alpha) CE + alpha KD + beta * sum_stages mean((Q_s/|Q_s| - Q_t/|Q_t|)^2)
+
+Paper defaults: p = 2, beta = 1000, AT alone (alpha = 0; AT + KD is the paper's combination).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from optuna.distributions import FloatDistribution
+from torch import nn
+
+from methods import register_method
+from methods._feature_common import ctx_stages, pool_to
+from methods.base import Context, Method, kd_divergence
+
+
+def attention_map(f: torch.Tensor, p: float) -> torch.Tensor:
+    """Channel mean of |f|^p: (B, C, H, W) -> (B, H, W)."""
+    return f.abs().pow(p).mean(1)
+
+
+def at_loss(f_s: torch.Tensor, f_t: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    a_s, a_t = attention_map(f_s, p), attention_map(f_t, p)
+    if a_s.shape[-2:] != a_t.shape[-2:]:
+        # Different spatial sizes: pool the larger attention map (not the features) to the smaller.
+        hw = min(a_s.shape[-2:], a_t.shape[-2:], key=lambda s: s[0] * s[1])
+        a_s, a_t = pool_to(a_s.unsqueeze(1), hw).squeeze(1), pool_to(a_t.unsqueeze(1), hw).squeeze(1)
+    q_s = F.normalize(a_s.flatten(1), dim=1)
+    q_t = F.normalize(a_t.flatten(1), dim=1)
+    return (q_s - q_t).pow(2).mean()
+
+
+@register_method
+class AT(Method):
+    name = "at"
+    aliases = ("attention", "attention_transfer")
+    paper = "Zagoruyko & Komodakis 2017, Paying More Attention to Attention (attention transfer)"
+    year = 2017
+    family = "features"
+    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 1000.0, "p": 2.0}
+    space = {"beta": FloatDistribution(10.0, 10000.0, log=True)}
+    extra_cost = "none (attention maps of every stage; no trainable parts)"
+    notes = (
+        "The paper's eq. 2 writes beta/2 in front of the sum; the authors' code and the CRD benchmark use beta (1000) without the 1/2, as here.",
+        "The CRD benchmark pools the larger feature map before computing attention; here the attention map itself is pooled.",
+    )
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, hp, ctx)
+        self.s_idx, self.t_idx = ctx_stages(ctx)
+
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
+        logits, feats = self.student(x)
+        t_logits, t_feats = self.teacher_forward(x)
+        alpha, p = float(self.hp["alpha"]), float(self.hp["p"])
+        at = sum(at_loss(feats.post[i], t_feats.post[j], p) for i, j in zip(self.s_idx, self.t_idx))
+        losses = {"ce": (1.0 - alpha) * F.cross_entropy(logits, y), "at": float(self.hp["beta"]) * at}
+        if alpha > 0:
+            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        return logits, losses

@@ -51,6 +51,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=RESULT_COLUMNS)
+    for col in ("trial", "seed"):  # integers, blank where not applicable (NaN would make them floats)
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     hp_cols = sorted(c for c in df.columns if c.startswith("hp_"))
     return df[RESULT_COLUMNS + hp_cols]
 

@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audit import journal
+from audit.budget import check_equal
 from audit.confirm import confirm, pending_runs
 from audit.data import Splits, load_splits
 from audit.errors import AuditError
-from audit.search import search, teacher_state_of
+from audit.search import finished_trials, search, teacher_state_of
 from audit.study import Study
 from audit.summary import summarise
 from audit.teachers import Teacher, get_teacher
@@ -65,7 +66,9 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def execute_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, console: Console) -> pd.DataFrame:
+def execute_study(
+    study: Study, study_dir: Path, splits: Splits, paths: Paths, console: Console, *, allow_unequal_budgets: bool = False
+) -> pd.DataFrame:
     """Run (or continue) every phase of a study whose folder exists; returns the summary."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -82,17 +85,18 @@ def execute_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, c
 
     t1 = time.perf_counter()
     with _progress(console) as progress:
+        tasks, best = {}, {}
         for method in study.all_methods:
-            done = sum(1 for r in journal.read(study_dir) if r["method"] == method and r["phase"] == "search")
-            task = progress.add_task(f"search {method}", total=study.trials, completed=min(done, study.trials), note="")
-            best = [float("-inf")]
+            done = len(finished_trials(study_dir, method))
+            tasks[method] = progress.add_task(f"search {method}", total=study.trials, completed=min(done, study.trials), note="")
 
-            def on_trial(rec: dict, task=task, best=best) -> None:
-                if rec.get("status") == "ok":
-                    best[0] = max(best[0], rec["val_acc"])
-                progress.update(task, advance=1, note=f"best val {best[0]:.2f}%" if best[0] > float("-inf") else "")
+        def on_trial(rec: dict) -> None:
+            m = rec["method"]
+            if rec.get("status") == "ok":
+                best[m] = max(best.get(m, float("-inf")), rec["val_acc"])
+            progress.update(tasks[m], advance=1, note=f"best val {best[m]:.2f}%" if m in best else "")
 
-            search(study, method, study_dir, splits, state, on_trial)
+        search(study, study_dir, splits, state, on_trial)
     timings["search_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -101,6 +105,10 @@ def execute_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, c
         confirm(study, study_dir, splits, state, lambda rec: progress.update(task, advance=1, note=rec["method"]))
     timings["confirm_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
+    warnings = check_equal(journal.read(study_dir), allow_unequal=allow_unequal_budgets)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    (study_dir / "budget_warnings.txt").write_text("".join(w + "\n" for w in warnings))
     results = journal.write_tables(study_dir)
     summary = summarise(results)
     summary.to_csv(study_dir / "summary.csv", index=False)

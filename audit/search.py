@@ -1,37 +1,43 @@
-"""Hyper-parameter search: one Optuna study per method (seeded TPE, persistent storage), driven
-through Ray Tune's ``OptunaSearch`` (``backend="ray"``) or in-process (``backend="local"``).
+"""Hyper-parameter search: one Optuna study per method (seeded TPE, persistent storage), each
+driven by Ray Tune's ``OptunaSearch``; the methods' trials are interleaved in one Tuner so an
+interrupted study has balanced partial results. ``backend="local"`` drives the same searchers
+in-process, one trial at a time.
 
 Trials train on the train split and report validation accuracy every epoch; they are handed the
 splits without the test set. The objective told to Optuna is the validation accuracy at the end
 of the budget, never a truncated score.
+
+Exactly-at-budget rules, also when the driver is killed or several drivers share the storage:
+a finished trial is journaled before Optuna is told; a trial asked beyond the method's budget
+(counted in the shared storage by trial number) is cancelled before it runs; on resume, trials
+left running by a dead driver are told from the journal if they finished, else marked interrupted.
 """
 from __future__ import annotations
 
 import logging
 import os
+import uuid
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from audit import journal
 from audit.data import Splits
 from audit.errors import AuditError
-from audit.study import Study
+from audit.study import Study, redact
 from audit.trial import Spec, execute, pick_device
 from methods import get_method
 
 METRIC = "val_acc"
+CANCELLED = "cancelled"  # user attr on Optuna trials that do not count against the budget
 # Tune's default JSON/CSV/TensorBoard loggers write files per trial that nothing here reads.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-class TrialFailed(RuntimeError):
-    """Raised inside a Ray trial so Tune and Optuna record it as failed."""
 
 
 def storage_url(study: Study, study_dir: Path) -> str:
@@ -41,11 +47,9 @@ def storage_url(study: Study, study_dir: Path) -> str:
 def optuna_storage(study: Study, study_dir: Path) -> optuna.storages.BaseStorage:
     url = storage_url(study, study_dir)
     try:
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear line
-        from audit.study import redact
-
-        raise AuditError(f"cannot open Optuna storage {redact(url)!r}: {type(exc).__name__}") from None
+        raise AuditError(f"cannot open Optuna storage {redact(url)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
 
 
 def optuna_study_name(study: Study, method: str) -> str:
@@ -72,87 +76,164 @@ def finished_trials(study_dir: Path, method: str, phase: str = "search") -> list
     return [r for r in journal.read(study_dir) if r["method"] == method and r["phase"] == phase]
 
 
-def search_local(
-    study: Study, method: str, study_dir: Path, splits: Splits, teacher_state: dict | None,
-    on_trial: Callable[[dict], None],
-) -> None:
+def counted_trials(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count against the budget: every trial not cancelled (running ones included)."""
+    return [t for t in ostudy.get_trials(deepcopy=False) if not t.user_attrs.get(CANCELLED)]
+
+
+def reconcile(study: Study, study_dir: Path) -> None:
+    """After a driver died: tell Optuna what the journal knows; mark other running trials interrupted."""
     storage = optuna_storage(study, study_dir)
-    ostudy = optuna.create_study(
-        study_name=optuna_study_name(study, method), storage=storage, sampler=sampler_for(study, method),
-        direction="maximize", load_if_exists=True,
-    )
-    space = get_method(method).search_space()
-    done = len(finished_trials(study_dir, method))
-    device = pick_device(study.gpus_per_trial)
-    for _ in range(study.trials - done):
-        trial = ostudy.ask(space)
-        spec = trial_spec(study, method, study.search_seed, threads_per_trial(study))
-        record = execute(trial.params, spec, splits, teacher_state, lambda e, m: trial.report(m[METRIC], e), device)
-        record.update(phase="search", trial=trial.number)
-        if record["status"] == "ok":
-            ostudy.tell(trial, record[METRIC])
-        else:
-            trial.set_user_attr("reason", record["reason"])
-            ostudy.tell(trial, state=optuna.trial.TrialState.FAIL)
-        journal.append(study_dir, record)
-        on_trial(record)
+    for method in study.all_methods:
+        try:
+            ostudy = optuna.load_study(study_name=optuna_study_name(study, method), storage=storage)
+        except KeyError:
+            continue
+        journaled = {r.get("optuna_trial"): r for r in finished_trials(study_dir, method)}
+        for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            rec = journaled.get(t.number)
+            if rec is not None and rec["status"] == "ok":
+                ostudy.tell(t.number, rec[METRIC])
+            else:
+                storage.set_trial_user_attr(t._trial_id, CANCELLED, "failed" if rec else "interrupted")
+                ostudy.tell(t.number, state=TrialState.FAIL)
 
 
-def _ray_trainable(config: dict, spec: Spec = None, splits: Splits = None, teacher_state: dict | None = None, gpus: float = 0.0) -> None:
-    from ray import tune
+def _searcher_class():
+    """Built lazily so that importing this module does not import Ray."""
+    from ray.tune.search import Searcher
+    from ray.tune.search.optuna import OptunaSearch
 
-    pending: list[dict] = []
+    class BudgetedOptunaSearch(OptunaSearch):
+        """``OptunaSearch`` that journals every finished trial before Optuna is told, records a
+        failed trial with its reason, and cancels trials asked beyond the method's budget."""
 
-    def on_epoch(epoch: int, metrics: dict) -> None:
-        # Report the previous epoch now and hold the last one back for the final, complete record.
-        if pending:
-            tune.report(pending.pop())
-        pending.append({METRIC: metrics[METRIC], "epoch": epoch, "train_loss": metrics["train_loss"]})
-
-    record = execute(config, spec, splits, teacher_state, on_epoch, pick_device(gpus))
-    if record["status"] != "ok":
-        raise TrialFailed(record["reason"])
-    tune.report(record)
-
-
-def _make_journal_callback():
-    from ray.tune import Callback
-
-    class JournalCallback(Callback):
-        """Appends each finished or failed trial to the study's journal, in the driver."""
-
-        def __init__(self, study_dir: Path, method: str, spec: Spec, on_trial: Callable[[dict], None]) -> None:
-            self.study_dir, self.method, self.spec, self.on_trial = study_dir, method, spec, on_trial
+        def __init__(self, *, method: str, budget: int, study_dir: Path, spec: Spec,
+                     on_trial: Callable[[dict], None], **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.method, self.budget, self.study_dir, self.spec, self.on_trial = method, budget, study_dir, spec, on_trial
 
         def __getstate__(self) -> dict:
-            # Tune pickles its callbacks with the experiment state; the progress display is not picklable.
+            # Tune pickles its searcher with the experiment state; the progress display is not picklable.
             return {**self.__dict__, "on_trial": None}
 
-        def _record(self, record: dict) -> None:
-            journal.append(self.study_dir, record)
+        def save(self, checkpoint_path: str) -> None:
+            pass  # resumption reads the Optuna storage and the journal, not Tune's searcher pickle
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
+
+        def suggest(self, trial_id: str):  # noqa: ANN201
+            config = super().suggest(trial_id)
+            ot = self._ot_trials[trial_id]
+            numbers = sorted(t.number for t in counted_trials(self._ot_study))
+            if numbers.index(ot.number) >= self.budget:
+                # Another driver (or an earlier run) already used the budget: cancel, never run.
+                ot.set_user_attr(CANCELLED, "over budget")
+                self._ot_study.tell(ot, state=TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+                return Searcher.FINISHED
+            return config
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials:
+                return
+            ot = self._ot_trials[trial_id]
+            record = dict(result or {})
+            if error or record.get("status") != "ok":
+                record = {
+                    "method": self.method, "seed": self.spec.seed, "config": dict(ot.params),
+                    "budget_hash": self.spec.budget_hash, **record,
+                    "status": "failed", "reason": record.get("reason") or "the trial crashed (see the Ray logs)",
+                }
+            if record["status"] != "ok":
+                record.pop(METRIC, None)
+            record.update(phase="search", trial=ot.number, optuna_trial=ot.number)
+            journal.append(self.study_dir, record)  # first: a kill after this line loses nothing
+            if record["status"] == "ok":
+                super().on_trial_complete(trial_id, {METRIC: record[METRIC]}, False)
+            else:
+                ot.set_user_attr("reason", str(record["reason"])[:500])
+                self._ot_study.tell(ot, state=TrialState.FAIL)
+                self._completed_trials.add(trial_id)
             if self.on_trial is not None:
                 self.on_trial(record)
 
-        def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
-            record = dict(trial.last_result)
-            record.update(phase="search", trial=trial.trial_id)
-            self._record(record)
+    class InterleavedSearch(Searcher):
+        """Hands out trials round-robin over the methods' searchers, each up to its budget."""
 
-        def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-            reason = "trial error"
-            if trial.error_file and Path(trial.error_file).exists():
-                lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
-                reason = lines[-1][:300] if lines else reason
-            self._record({
-                "method": self.method, "phase": "search", "trial": trial.trial_id, "seed": self.spec.seed,
-                "config": dict(trial.config), "status": "failed", "reason": reason, "budget_hash": self.spec.budget_hash,
-            })
+        def __init__(self, subs: dict[str, BudgetedOptunaSearch], remaining: dict[str, int]) -> None:
+            super().__init__(metric=METRIC, mode="max")
+            self.subs, self.remaining = subs, dict(remaining)
+            self.started = {m: 0 for m in subs}
+            self.owner: dict[str, str] = {}
 
-    return JournalCallback
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001
+            return True  # the sub-searchers carry their own spaces, metric and mode
+
+        def save(self, checkpoint_path: str) -> None:
+            pass
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
+
+        def suggest(self, trial_id: str):  # noqa: ANN201
+            for method in sorted(self.subs, key=lambda m: self.started[m]):
+                if self.started[method] >= self.remaining[method]:
+                    continue
+                config = self.subs[method].suggest(trial_id)
+                if config == Searcher.FINISHED:
+                    self.remaining[method] = self.started[method]
+                    continue
+                self.started[method] += 1
+                self.owner[trial_id] = method
+                return {**config, "method": method}
+            return Searcher.FINISHED
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if METRIC in result:
+                self.subs[self.owner[trial_id]].on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self.owner:
+                self.subs[self.owner[trial_id]].on_trial_complete(trial_id, result, error)
+
+    return BudgetedOptunaSearch, InterleavedSearch
 
 
-def _JournalCallback(*args):  # noqa: N802 - a class built lazily so importing this module does not import Ray
-    return _make_journal_callback()(*args)
+def build_searcher(study: Study, study_dir: Path, on_trial: Callable[[dict], None]):  # noqa: ANN201
+    """The interleaved searcher for every method with trials left, and how many trials remain."""
+    budgeted, interleaved = _searcher_class()
+    storage = optuna_storage(study, study_dir)
+    subs, remaining = {}, {}
+    for method in study.all_methods:
+        left = study.trials - len(finished_trials(study_dir, method))
+        if left <= 0:
+            continue
+        spec = trial_spec(study, method, study.search_seed, threads_per_trial(study))
+        subs[method] = budgeted(
+            method=method, budget=study.trials, study_dir=study_dir, spec=spec, on_trial=on_trial,
+            space=get_method(method).search_space(), metric=METRIC, mode="max", sampler=sampler_for(study, method),
+            study_name=optuna_study_name(study, method), storage=storage,
+        )
+        remaining[method] = left
+    return interleaved(subs, remaining), remaining
+
+
+def _ray_trainable(config: dict, specs: dict[str, Spec] = None, splits: Splits = None,
+                   teacher_state: dict | None = None, gpus: float = 0.0) -> None:
+    from ray import tune
+
+    config = dict(config)
+    spec = specs[config.pop("method")]
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        if epoch < spec.recipe.epochs:  # the last epoch arrives in the final, complete record
+            tune.report({METRIC: metrics[METRIC], "epoch": epoch, "train_loss": metrics["train_loss"]})
+
+    # A failed run (NaN, OOM) is reported, not raised: it is deterministic, so a retry would waste
+    # the budget; Tune's FailureConfig retries only crashes (a lost worker or node).
+    tune.report(execute(config, spec, splits, teacher_state, on_epoch, pick_device(gpus)))
 
 
 def ensure_ray(study: Study) -> None:
@@ -167,54 +248,65 @@ def ensure_ray(study: Study) -> None:
         ray.init(num_cpus=os.cpu_count(), **kwargs)
 
 
-def search_ray(
-    study: Study, method: str, study_dir: Path, splits: Splits, teacher_state: dict | None,
-    on_trial: Callable[[dict], None],
-) -> None:
+def search(study: Study, study_dir: Path, splits: Splits, teacher_state: dict | None, on_trial: Callable[[dict], None]) -> None:
+    """Run every method's remaining search trials, interleaved."""
+    searcher, remaining = build_searcher(study, study_dir, on_trial)
+    if not remaining:
+        return
+    splits = splits.without_test()
+    specs = {m: trial_spec(study, m, study.search_seed, threads_per_trial(study)) for m in remaining}
+    if study.backend == "local":
+        _search_local(study, searcher, specs, splits, teacher_state)
+    else:
+        _search_ray(study, study_dir, searcher, sum(remaining.values()), specs, splits, teacher_state)
+
+
+def _search_local(study: Study, searcher, specs: dict[str, Spec], splits: Splits, teacher_state: dict | None) -> None:  # noqa: ANN001
+    from ray.tune.search import Searcher
+
+    device = pick_device(study.gpus_per_trial)
+    while True:
+        trial_id = uuid.uuid4().hex[:8]
+        config = searcher.suggest(trial_id)
+        if config == Searcher.FINISHED or config is None:
+            return
+        spec = specs[config.pop("method")]
+        report = lambda e, m: searcher.on_trial_result(trial_id, {METRIC: m[METRIC], "training_iteration": e})  # noqa: E731
+        searcher.on_trial_complete(trial_id, execute(config, spec, splits, teacher_state, report, device))
+
+
+def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict[str, Spec], splits: Splits,  # noqa: ANN001
+                teacher_state: dict | None) -> None:
     from ray import tune
     from ray.tune import FailureConfig, RunConfig
-    from ray.tune.search.optuna import OptunaSearch
 
     ensure_ray(study)
     # Tune's result grid looks for per-trial logger files we switched off; our journal holds the results.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    done = len(finished_trials(study_dir, method))
-    remaining = study.trials - done
-    if remaining <= 0:
-        return
-    searcher = OptunaSearch(
-        space=get_method(method).search_space(), metric=METRIC, mode="max", sampler=sampler_for(study, method),
-        study_name=optuna_study_name(study, method), storage=optuna_storage(study, study_dir),
-    )
-    spec = trial_spec(study, method, study.search_seed, threads_per_trial(study))
-
-    callback = _JournalCallback(study_dir, method, spec, on_trial)
-    resources = {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial}
     trainable = tune.with_resources(
-        tune.with_parameters(_ray_trainable, spec=spec, splits=splits, teacher_state=teacher_state, gpus=study.gpus_per_trial),
-        resources,
+        # Data and teacher weights go to the object store once, not pickled into every trial.
+        tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_state=teacher_state, gpus=study.gpus_per_trial),
+        {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
     )
     concurrent = study.max_concurrent or max(1, int((os.cpu_count() or 1) // study.cpus_per_trial))
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, max_concurrent_trials=concurrent, reuse_actors=True),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=total, max_concurrent_trials=concurrent, reuse_actors=True),
         run_config=RunConfig(
-            name=method, storage_path=str((study_dir / "ray").resolve()), verbose=0,
-            failure_config=FailureConfig(max_failures=0), callbacks=[callback],
+            name=f"search-{uuid.uuid4().hex[:6]}", storage_path=str((study_dir / "ray").resolve()), verbose=0,
+            failure_config=FailureConfig(max_failures=study.max_failures),
         ),
     )
     tuner.fit()
 
 
-def search(study: Study, method: str, study_dir: Path, splits: Splits, teacher_state: dict | None, on_trial: Callable[[dict], None]) -> None:
-    backend = search_ray if study.backend == "ray" else search_local
-    backend(study, method, study_dir, splits.without_test(), teacher_state, on_trial)
-
-
 def best_config(study: Study, method: str, study_dir: Path) -> dict | None:
-    """The best completed trial's parameters, or ``None`` when every trial failed."""
-    ostudy = optuna.load_study(study_name=optuna_study_name(study, method), storage=optuna_storage(study, study_dir))
-    complete = [t for t in ostudy.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    """The best completed trial's parameters (earliest on ties), or ``None`` when none completed."""
+    try:
+        ostudy = optuna.load_study(study_name=optuna_study_name(study, method), storage=optuna_storage(study, study_dir))
+    except KeyError:
+        return None
+    complete = [t for t in ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         return None
     return dict(max(complete, key=lambda t: (t.value, -t.number)).params)

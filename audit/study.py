@@ -47,6 +47,7 @@ class Study:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
+    max_failures: int = 1  # Tune retries of a crashed trial (lost worker or node); NaN/OOM are not retried
     address: str | None = None
 
     def __post_init__(self) -> None:
@@ -71,6 +72,8 @@ class Study:
             raise unknown("backend", self.backend, BACKENDS)
         if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
             raise AuditError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+        if self.max_failures < 0:
+            raise AuditError(f"--max-failures must be >= 0, got {self.max_failures}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise AuditError(f"--max-concurrent must be a positive integer, got {self.max_concurrent}")
 

@@ -30,6 +30,7 @@ def _positive(kind: str):
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="tune, confirm and compare KD methods under an equal budget")
+    p.add_argument("study_file", nargs="?", type=Path, help="a declared study (TOML, e.g. studies/digits.toml); flags are then not used")
     p.add_argument("--method", action="append", default=[], help="method to audit (repeatable); nokd and kd are always added as references")
     p.add_argument("--trials", type=_positive("--trials"), default=50, help="search trials per method (default 50)")
     p.add_argument("--seeds", type=_positive("--seeds"), default=5, help="confirmation seeds (default 5)")
@@ -49,10 +50,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
     p.add_argument("--max-concurrent", type=_positive("--max-concurrent"), default=None, help="concurrent trials (default: as many as fit)")
     p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
+    p.add_argument("--max-failures", type=int, default=1, help="Tune retries of a crashed trial (default 1)")
     p.set_defaults(func=main)
 
 
 def study_from_args(args: argparse.Namespace) -> Study:
+    if args.study_file is not None:
+        study = Study.read(args.study_file)
+        if args.name:
+            study.name = args.name
+        for flag in ("storage", "address"):
+            if getattr(args, flag):
+                setattr(study, flag, getattr(args, flag))
+        return study
     if not args.method:
         raise AuditError("give at least one --method (see `audit methods`)")
     name = args.name or f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -61,6 +71,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
         trials=args.trials, seeds=list(range(1, args.seeds + 1)), split_seed=args.split_seed,
         backend=args.backend, storage=args.storage, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
+        max_failures=args.max_failures,
     )
     if args.epochs is not None:
         kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
@@ -70,7 +81,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
 def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: ANN001
     table = Table(title=f"confirmed test accuracy (%), mean ± std over seeds — {study_dir}")
     for col in ("method", "runs", "test acc", "vs nokd", "vs kd", "search ok/failed", "best config"):
-        table.add_column(col, justify="left" if col in ("method", "best config") else "right")
+        table.add_column(col, justify="left" if col in ("method", "best config") else "right", no_wrap=col != "best config")
     fmt = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.2f}"  # noqa: E731
     for r in summary.itertuples():
         acc = "—" if math.isnan(r.test_mean) else f"{r.test_mean:.2f} ± {0.0 if math.isnan(r.test_std) else r.test_std:.2f}"
@@ -81,18 +92,29 @@ def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: 
     console.print(table)
 
 
-def main(args: argparse.Namespace) -> int:
+def make_console() -> Console:
     console = Console()
+    if not console.is_terminal:
+        console.width = 150  # logs and pipes: keep table rows on one line
+    return console
+
+
+def main(args: argparse.Namespace) -> int:
+    console = make_console()
     study = study_from_args(args)
     paths = Paths(out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download)
     splits = prepare(study, paths)
     study_dir = create_study_dir(study, paths.out)
+    announce(console, study)
+    summary = execute_study(study, study_dir, splits, paths, console)
+    print_summary(console, summary, study_dir)
+    console.print(f"results: {study_dir / 'results.csv'}")
+    return 0
+
+
+def announce(console: Console, study: Study) -> None:
     console.print(
         f"study [bold]{study.name}[/]: {', '.join(study.all_methods)} on {study.dataset} "
         f"({study.teacher} -> {study.student}), {study.trials} trials x {study.recipe.epochs} epochs per method, "
         f"{len(study.seeds)} seeds, backend {study.backend}"
     )
-    summary = execute_study(study, study_dir, splits, paths, console)
-    print_summary(console, summary, study_dir)
-    console.print(f"results: {study_dir / 'results.csv'}")
-    return 0

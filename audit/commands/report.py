@@ -1,0 +1,45 @@
+"""``audit report reports/<name>``: write the reproducibility report of a study folder."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from audit.errors import AuditError
+
+
+def _float(what: str):
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from audit.stats import ADJUSTMENTS, DEFAULT_MARGIN
+
+    p = sub.add_parser("report", help="write a study's reproducibility report (index.html, report.md, tables)",
+                       description="Write index.html (self-contained), report.md and tables/*.csv into a study "
+                                   "folder; works for a study that is still running or was interrupted.")
+    p.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help="the study folder, e.g. reports/<name>")
+    p.add_argument("--margin", type=_float("--margin"), default=DEFAULT_MARGIN,
+                   help=f"equivalence margin of claim verdicts, in accuracy points (default {DEFAULT_MARGIN})")
+    p.add_argument("--alpha", type=_float("--alpha"), default=0.05, help="level of each test (default 0.05)")
+    p.add_argument("--correction", choices=ADJUSTMENTS, default="bh",
+                   help="p-value adjustment across the report: bh (Benjamini-Hochberg, default) or holm")
+    p.add_argument("--claims", type=Path, default=None, help="claims registry CSV (default: studies/claims/registry.csv)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from audit.report import write_report
+
+    if args.claims is not None and not args.claims.is_file():
+        raise AuditError(f"claims file not found: {args.claims}")
+    index = write_report(args.study_dir, margin=args.margin, alpha=args.alpha, correction=args.correction,
+                         claims_path=args.claims)
+    print(f"report: {index}")
+    print(f"        {index.with_name('report.md')}")
+    return 0

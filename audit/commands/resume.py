@@ -1,0 +1,54 @@
+"""``audit resume reports/<name>``: continue an interrupted study from its storage and journal.
+
+Finished trials are kept, trials a dead driver left running are re-run, and each method ends
+with exactly its budget of trials.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from audit.commands.run import announce, make_console, print_summary
+from audit.errors import AuditError
+from audit.runner import Paths, execute_study, prepare
+from audit.search import reconcile
+from audit.study import Study
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("resume", help="continue an interrupted study")
+    p.add_argument("study_dir", type=Path, help="the study folder, e.g. reports/<name>")
+    p.add_argument("--storage", default=None, help="the Optuna storage URL, if it was given with a password")
+    p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
+    p.add_argument("--allow-unequal-budgets", action="store_true", help="compare results made under different budgets (the output says so)")
+    p.add_argument("--data-dir", default=None, type=Path)
+    p.add_argument("--cache-dir", default=None, type=Path)
+    p.set_defaults(func=main)
+
+
+def load_study_dir(study_dir: Path) -> Study:
+    if not (study_dir / "study.toml").is_file():
+        raise AuditError(f"{str(study_dir)!r} is not a study folder (no study.toml in it)")
+    study = Study.read(study_dir / "study.toml")
+    if study.name != study_dir.name:
+        raise AuditError(f"study folder {study_dir.name!r} holds study {study.name!r}; folders cannot be renamed")
+    return study
+
+
+def main(args: argparse.Namespace) -> int:
+    console = make_console()
+    study_dir = args.study_dir
+    study = load_study_dir(study_dir)
+    if args.storage:
+        study.storage = args.storage
+    elif study.storage and "***" in study.storage:
+        raise AuditError("this study's storage URL has a password, which is never written down; give it again with --storage")
+    if args.address:
+        study.address = args.address
+    paths = Paths(out=study_dir.parent, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    splits = prepare(study, paths)
+    reconcile(study, study_dir)
+    announce(console, study)
+    summary = execute_study(study, study_dir, splits, paths, console, allow_unequal_budgets=args.allow_unequal_budgets)
+    print_summary(console, summary, study_dir)
+    return 0

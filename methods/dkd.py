@@ -12,8 +12,10 @@ from 1/20 to 1 over the first 20 of 240 epochs ("warm-up", as in mdistiller's DK
 The warm-up is scaled to the study's budget: it lasts ``warmup / paper_epochs`` of the
 run's epochs (20/240 of them by default). The engine hands every method the budget's epochs
 through the ``pretrain`` hook, which DKD uses only to read that number (it trains nothing
-there); the current epoch comes from a counter of images seen, so w is mdistiller's
-``min(epoch / warmup, 1)`` with a 1-based epoch.
+there). Progress is counted in images seen, so w = min(epochs_done / warmup_epochs, 1) with
+fractional epochs (the current batch included): at each epoch's end it equals mdistiller's
+per-epoch ``min(epoch / warmup, 1)``, and short budgets, whose warm-up is shorter than one
+epoch, still get a ramp instead of none.
 """
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ class DKD(Method):
     extra_cost = "none (a second softmax over the non-target classes)"
     notes = (
         "The paper tunes beta per teacher/student pair on CIFAR-100 (1 to 8); 8 is its ResNet32x4/ResNet8x4 value and mdistiller's default.",
-        "The warm-up (20 of 240 epochs in the paper) is scaled to the budget's epochs here.",
+        "The warm-up (20 of 240 epochs in the paper, stepped per epoch in mdistiller) is scaled to the budget's epochs and ramps per step here.",
     )
 
     def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
@@ -82,16 +84,16 @@ class DKD(Method):
         return 0
 
     def warmup_factor(self) -> float:
-        """mdistiller's min(epoch / warmup, 1) with the warm-up scaled to the budget."""
+        """min(epochs done / warm-up epochs, 1), the warm-up scaled to the budget."""
         warm = float(self.hp["warmup"]) * self.budget_epochs / float(self.hp["paper_epochs"])
-        epoch = self.images_seen // max(1, self.ctx.num_train) + 1
-        return 1.0 if warm <= 0 else min(epoch / warm, 1.0)
+        done = self.images_seen / max(1, self.ctx.num_train)
+        return 1.0 if warm <= 0 else min(done / warm, 1.0)
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, _ = self.student(x)
         t_logits, _ = self.teacher_forward(x)
+        self.images_seen += x.shape[0]  # this batch counts: the first step gets a small, nonzero weight
         w = self.warmup_factor()
-        self.images_seen += x.shape[0]
         tckd, nckd = dkd_terms(logits, t_logits, y, float(self.hp["temperature"]))
         return logits, {
             "ce": float(self.hp["ce_weight"]) * F.cross_entropy(logits, y),

@@ -15,7 +15,7 @@ Numerics: the student's SVD is ``torch.linalg.svd`` with a backward whose 1/(s_i
 1/s factors are regularised (x / (x^2 + eps)), in the spirit of the authors' own clipped SVD
 gradient, so near-degenerate or rank-deficient maps give bounded gradients instead of inf/NaN.
 
-Defaults (the authors' code and the CRD-era ports): k = 1, RBF width 8, beta = 1.
+Defaults: k = 1 and RBF width 8 (the authors' code and the CRD-era ports); beta = 1.
 """
 from __future__ import annotations
 

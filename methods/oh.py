@@ -59,7 +59,6 @@ class OH(Method):
     notes = (
         "The seed survey left the teacher in training mode (its batch-norm statistics drift) and skipped the ReLUs between stages in its feature path; here the teacher stays frozen in eval mode and runs its own forward.",
         "Stages whose pre-ReLU feature is not a batch-norm output (ShuffleNet sums and concatenations) have no margin to read: they use margin 0, which the paper does not define.",
-        "The CRD benchmark does not include OFD; mdistiller's OFD follows the authors' code (CE weight 1, feature weight 1e-3, divided by batch), as here.",
     )
 
     def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:

@@ -8,8 +8,8 @@ student feature) and a per-channel heteroscedastic variance sigma_c^2 = softplus
 
     loss = (1 - alpha) CE + alpha KD + beta * sum_stages mean_{b,c,h,w} 0.5 [ (t - mu)^2 / sigma^2 + log sigma^2 ]
 
-Defaults (CRD benchmark, following the paper): beta = 1, initial variance 5, hidden width = the
-teacher's channels; VID alone (alpha = 0), VID + KD being the paper's combination.
+Defaults (the CRD benchmark's VID): beta = 1, initial variance 5, hidden width = the teacher's
+channels; VID alone (alpha = 0), VID + KD being the paper's combination.
 """
 from __future__ import annotations
 

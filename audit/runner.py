@@ -18,7 +18,7 @@ from audit.budget import check_equal
 from audit.confirm import confirm, pending_runs
 from audit.data import Splits, load_splits
 from audit.errors import AuditError
-from audit.search import finished_trials, search, teacher_state_of
+from audit.search import finished_trials, search, state_of
 from audit.study import Study
 from audit.summary import summarise
 from audit.teachers import Teacher, get_teacher
@@ -80,8 +80,14 @@ def execute_study(
         how = "from cache" if teacher.from_cache else f"trained in {teacher.meta['wall_s']:.0f}s"
         console.print(f"teacher {study.teacher}: val {teacher.meta['val_acc']:.2f}%  test {teacher.meta['test_acc']:.2f}%  ({how})")
         (study_dir / "teacher.json").write_text(json.dumps(teacher.meta, indent=2))
+    states = {study.teacher: state_of(teacher.model)} if teacher is not None else None
+    if teacher is not None:
+        for arch in study.extra_teachers:  # multi-teacher methods: each trained once and cached too
+            with console.status(f"extra teacher {arch}"):
+                extra = get_teacher(splits, arch, seed=study.teacher_seed, cache_dir=paths.cache_dir)
+            console.print(f"extra teacher {arch}: val {extra.meta['val_acc']:.2f}%  test {extra.meta['test_acc']:.2f}%")
+            states[arch] = state_of(extra.model)
     timings["teacher_s"] = time.perf_counter() - t0
-    state = teacher_state_of(teacher.model) if teacher is not None else None
 
     t1 = time.perf_counter()
     with _progress(console) as progress:
@@ -96,13 +102,13 @@ def execute_study(
                 best[m] = max(best.get(m, float("-inf")), rec["val_acc"])
             progress.update(tasks[m], advance=1, note=f"best val {best[m]:.2f}%" if m in best else "")
 
-        search(study, study_dir, splits, state, on_trial)
+        search(study, study_dir, splits, states, on_trial)
     timings["search_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     with _progress(console) as progress:
         task = progress.add_task("confirm on test", total=len(pending_runs(study, study_dir)), note="")
-        confirm(study, study_dir, splits, state, lambda rec: progress.update(task, advance=1, note=rec["method"]))
+        confirm(study, study_dir, splits, states, lambda rec: progress.update(task, advance=1, note=rec["method"]))
     timings["confirm_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     warnings = check_equal(journal.read(study_dir), allow_unequal=allow_unequal_budgets)

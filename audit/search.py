@@ -62,7 +62,10 @@ def sampler_for(study: Study, method: str) -> optuna.samplers.BaseSampler:
 
 
 def trial_spec(study: Study, method: str, seed: int, threads: int) -> Spec:
-    return Spec(method, study.student, study.teacher, study.recipe, seed, threads, study.paper_protocol, study.budget_hash())
+    return Spec(
+        method, study.student, study.teacher, study.recipe, seed, threads, study.paper_protocol, study.budget_hash(),
+        study.assistant, tuple(study.extra_teachers),
+    )
 
 
 def threads_per_trial(study: Study) -> int:
@@ -221,7 +224,7 @@ def build_searcher(study: Study, study_dir: Path, on_trial: Callable[[dict], Non
 
 
 def _ray_trainable(config: dict, specs: dict[str, Spec] = None, splits: Splits = None,
-                   teacher_state: dict | None = None, gpus: float = 0.0) -> None:
+                   teacher_states: dict | None = None, gpus: float = 0.0) -> None:
     from ray import tune
 
     config = dict(config)
@@ -233,7 +236,7 @@ def _ray_trainable(config: dict, specs: dict[str, Spec] = None, splits: Splits =
 
     # A failed run (NaN, OOM) is reported, not raised: it is deterministic, so a retry would waste
     # the budget; Tune's FailureConfig retries only crashes (a lost worker or node).
-    tune.report(execute(config, spec, splits, teacher_state, on_epoch, pick_device(gpus)))
+    tune.report(execute(config, spec, splits, teacher_states, on_epoch, pick_device(gpus)))
 
 
 def ensure_ray(study: Study) -> None:
@@ -248,7 +251,7 @@ def ensure_ray(study: Study) -> None:
         ray.init(num_cpus=os.cpu_count(), **kwargs)
 
 
-def search(study: Study, study_dir: Path, splits: Splits, teacher_state: dict | None, on_trial: Callable[[dict], None]) -> None:
+def search(study: Study, study_dir: Path, splits: Splits, teacher_states: dict | None, on_trial: Callable[[dict], None]) -> None:
     """Run every method's remaining search trials, interleaved."""
     searcher, remaining = build_searcher(study, study_dir, on_trial)
     if not remaining:
@@ -256,12 +259,12 @@ def search(study: Study, study_dir: Path, splits: Splits, teacher_state: dict | 
     splits = splits.without_test()
     specs = {m: trial_spec(study, m, study.search_seed, threads_per_trial(study)) for m in remaining}
     if study.backend == "local":
-        _search_local(study, searcher, specs, splits, teacher_state)
+        _search_local(study, searcher, specs, splits, teacher_states)
     else:
-        _search_ray(study, study_dir, searcher, sum(remaining.values()), specs, splits, teacher_state)
+        _search_ray(study, study_dir, searcher, sum(remaining.values()), specs, splits, teacher_states)
 
 
-def _search_local(study: Study, searcher, specs: dict[str, Spec], splits: Splits, teacher_state: dict | None) -> None:  # noqa: ANN001
+def _search_local(study: Study, searcher, specs: dict[str, Spec], splits: Splits, teacher_states: dict | None) -> None:  # noqa: ANN001
     from ray.tune.search import Searcher
 
     device = pick_device(study.gpus_per_trial)
@@ -272,11 +275,11 @@ def _search_local(study: Study, searcher, specs: dict[str, Spec], splits: Splits
             return
         spec = specs[config.pop("method")]
         report = lambda e, m: searcher.on_trial_result(trial_id, {METRIC: m[METRIC], "training_iteration": e})  # noqa: E731
-        searcher.on_trial_complete(trial_id, execute(config, spec, splits, teacher_state, report, device))
+        searcher.on_trial_complete(trial_id, execute(config, spec, splits, teacher_states, report, device))
 
 
 def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict[str, Spec], splits: Splits,  # noqa: ANN001
-                teacher_state: dict | None) -> None:
+                teacher_states: dict | None) -> None:
     from ray import tune
     from ray.tune import FailureConfig, RunConfig
 
@@ -285,7 +288,7 @@ def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     trainable = tune.with_resources(
         # Data and teacher weights go to the object store once, not pickled into every trial.
-        tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_state=teacher_state, gpus=study.gpus_per_trial),
+        tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_states=teacher_states, gpus=study.gpus_per_trial),
         {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
     )
     concurrent = study.max_concurrent or max(1, int((os.cpu_count() or 1) // study.cpus_per_trial))
@@ -312,5 +315,5 @@ def best_config(study: Study, method: str, study_dir: Path) -> dict | None:
     return dict(max(complete, key=lambda t: (t.value, -t.number)).params)
 
 
-def teacher_state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -40,6 +40,8 @@ class Study:
     split_seed: int = 0
     val_fraction: float = 0.2
     teacher_seed: int = 0
+    assistant: str | None = None  # TAKD's assistant; chosen between teacher and student when not given
+    extra_teachers: list[str] = field(default_factory=list)  # MKD's further teachers
     paper_protocol: bool = False
     recipe: Recipe = DEFAULT_RECIPE
     backend: str = "ray"
@@ -64,6 +66,13 @@ class Study:
         for what in ("trials",):
             if getattr(self, what) < 1:
                 raise AuditError(f"--{what} must be a positive integer, got {getattr(self, what)}")
+        for arch in [*([self.assistant] if self.assistant else []), *self.extra_teachers]:
+            if arch not in model_names():
+                raise unknown("architecture", arch, model_names())
+        if "takd" in self.methods and self.assistant is None:
+            self.assistant = default_assistant(self.teacher, self.student)
+        if "mkd" in self.methods and not self.extra_teachers:
+            self.extra_teachers = ["wrn_16_2" if self.teacher != "wrn_16_2" else "resnet32"]
         if not self.seeds:
             raise AuditError("--seeds must be a positive integer")
         if len(set(self.seeds)) != len(self.seeds):
@@ -96,6 +105,8 @@ class Study:
             "search_seed": self.search_seed,
             "recipe": self.recipe.to_dict(),
             "paper_protocol": self.paper_protocol,
+            "assistant": self.assistant,
+            "extra_teachers": list(self.extra_teachers),
             "concurrency": self.max_concurrent,
         }
 
@@ -138,6 +149,16 @@ class Study:
             except TypeError as exc:
                 raise AuditError(f"bad [recipe] in study: {exc}") from None
         return cls(**d)
+
+
+def default_assistant(teacher: str, student: str) -> str:
+    """A CIFAR ResNet halfway in depth between a ResNet teacher and student (Mirzadeh et al. 2020)."""
+    depths = {8: "resnet8", 14: "resnet14", 20: "resnet20", 26: "resnet26", 32: "resnet32", 44: "resnet44", 56: "resnet56", 110: "resnet110"}
+    m_t, m_s = re.fullmatch(r"resnet(\d+)", teacher), re.fullmatch(r"resnet(\d+)", student)
+    if not (m_t and m_s):
+        raise AuditError(f"takd needs an assistant architecture between {teacher} and {student}: set assistant in the study")
+    mid = (int(m_t.group(1)) + int(m_s.group(1))) / 2
+    return depths[min(depths, key=lambda d: (abs(d - mid), d))]
 
 
 def redact(url: str) -> str:

@@ -185,6 +185,8 @@ def run(
     seed: int,
     on_epoch: Callable[[int, dict], None] | None = None,
     paper_protocol: bool = False,
+    extra_teachers: list[nn.Module] | None = None,
+    assistant: str | None = None,
 ) -> tuple[RunResult, nn.Module]:
     """Train ``student_arch`` with ``method`` and ``config``; evaluate on val (and test if present) each epoch.
 
@@ -204,6 +206,11 @@ def run(
         teacher=FeatureShapes.of(teacher, sample) if (teacher is not None and cls.needs_teacher) else None,
         num_train=len(splits.train),
         strong_augment=lambda x: strong_augment(x, g, hflip=info.hflip),
+        extra_teachers=list(extra_teachers or []),
+        assistant=assistant,
+        in_channels=info.shape[0],
+        epochs=recipe.epochs,
+        paper_protocol=paper_protocol,
     )
     module = cls(student, teacher if cls.needs_teacher else None, dict(config), ctx).to(device)
     trainer = _Trainer(splits, recipe, float(module.hp.get("strength", 0.0)), g, result)

@@ -29,6 +29,8 @@ class Spec:
     threads: int = 1
     paper_protocol: bool = False
     budget_hash: str = ""
+    assistant: str | None = None  # TAKD's teacher assistant architecture
+    extra_teachers: tuple[str, ...] = ()  # further teachers of multi-teacher methods
 
 
 def pick_device(gpus: float) -> torch.device:
@@ -39,24 +41,28 @@ def execute(
     config: dict,
     spec: Spec,
     splits: Splits,
-    teacher_state: dict[str, torch.Tensor] | None,
+    teacher_states: dict[str, dict[str, torch.Tensor]] | None,
     on_epoch: Callable[[int, dict], None] | None = None,
     device: torch.device | None = None,
 ) -> dict:
     torch.set_num_threads(max(1, spec.threads))
     device = device or torch.device("cpu")
     splits = splits.to(device)
-    teacher = None
-    if get_method(spec.method).needs_teacher:
-        if teacher_state is None:
-            raise ValueError(f"method {spec.method} needs teacher weights")
-        info = splits.info
-        teacher = build_model(spec.teacher, in_channels=info.shape[0], num_classes=info.num_classes)
-        teacher.load_state_dict(teacher_state)
-        teacher = teacher.to(device).eval()
+    info = splits.info
+
+    def rebuild(arch: str) -> torch.nn.Module:
+        if not teacher_states or arch not in teacher_states:
+            raise ValueError(f"method {spec.method} needs the weights of teacher {arch}")
+        model = build_model(arch, in_channels=info.shape[0], num_classes=info.num_classes)
+        model.load_state_dict(teacher_states[arch])
+        return model.to(device).eval()
+
+    needs_teacher = get_method(spec.method).needs_teacher
     result, _ = run(
-        method=spec.method, config=config, splits=splits, student_arch=spec.student, teacher=teacher,
-        recipe=spec.recipe, seed=spec.seed, on_epoch=on_epoch, paper_protocol=spec.paper_protocol,
+        method=spec.method, config=config, splits=splits, student_arch=spec.student,
+        teacher=rebuild(spec.teacher) if needs_teacher else None,
+        extra_teachers=[rebuild(a) for a in spec.extra_teachers] if needs_teacher else [],
+        assistant=spec.assistant, recipe=spec.recipe, seed=spec.seed, on_epoch=on_epoch, paper_protocol=spec.paper_protocol,
     )
     best_epoch = int(torch.tensor(result.val_acc).argmax()) + 1 if result.val_acc else None
     return {

@@ -63,7 +63,11 @@ class Context:
     num_train: int
     # A strong per-sample augmentation bound to the run's generator (UDA-style views).
     strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None
-    extra_teachers: list[nn.Module] = field(default_factory=list)
+    extra_teachers: list[nn.Module] = field(default_factory=list)  # frozen, eval mode (multi-teacher methods)
+    assistant: str | None = None  # architecture of TAKD's teacher assistant, chosen by the study
+    in_channels: int = 3
+    epochs: int = 1  # the budget's epochs, for methods with schedules (warm-ups, extra stages)
+    paper_protocol: bool = False  # extra stages get their own full budget (more compute, reported)
 
 
 class Method(nn.Module):

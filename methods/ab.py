@@ -51,7 +51,7 @@ class AB(Method):
         "init_fraction": FloatDistribution(0.02, 0.3),
         "scale": FloatDistribution(0.3, 30.0, log=True),
     }
-    extra_cost = "an initialisation stage (init_fraction of the epochs, teacher forward each step) and connectors used only there"
+    extra_cost = "initialisation stage inside the budget; connectors"
     notes = (
         "The seed survey ran 10 initialisation epochs on top of its 200 (extra compute), then KD with its T=5, lambda=0.5, and its feature path skipped the ReLUs between stages.",
         "The CRD benchmark runs 30 initialisation epochs outside its 240-epoch budget and then trains with CE only (its script sets alpha=0).",

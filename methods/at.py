@@ -46,7 +46,7 @@ class AT(Method):
     family = "features"
     defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 1000.0, "p": 2.0}
     space = {"beta": FloatDistribution(10.0, 10000.0, log=True)}
-    extra_cost = "none (attention maps of every stage; no trainable parts)"
+    extra_cost = "none"
     notes = (
         "The paper's eq. 2 writes beta/2 in front of the sum; the authors' code and the CRD benchmark use beta (1000) without the 1/2, as here.",
         "The CRD benchmark pools the larger feature map before computing attention; here the attention map itself is pooled.",

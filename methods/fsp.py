@@ -49,7 +49,7 @@ class FSP(Method):
         "beta": FloatDistribution(0.1, 100.0, log=True),
         "init_fraction": FloatDistribution(0.05, 0.5),
     }
-    extra_cost = "an FSP stage (init_fraction of the epochs, teacher forward each step); 1x1 adapters where channels differ"
+    extra_cost = "FSP stage inside the budget; 1x1 adapters"
     notes = (
         "The CRD benchmark runs the FSP stage for 30 epochs outside its 240-epoch budget with the unweighted loss; its beta=50 multiplies a term that is zero in the main stage, and its main stage is CE only.",
         "The paper takes FSP pairs inside each residual section (same spatial size); the CRD benchmark and this module use consecutive stage outputs (stem included), pooling the larger map.",

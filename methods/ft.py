@@ -76,7 +76,7 @@ class FT(Method):
         "beta": FloatDistribution(10.0, 5000.0, log=True),
         "init_fraction": FloatDistribution(0.05, 0.5),
     }
-    extra_cost = "paraphraser pre-training (init_fraction of the epochs, teacher forward each step); translator trained with the student"
+    extra_cost = "paraphraser stage inside the budget; translator"
     notes = (
         "The CRD benchmark trains the paraphraser for 30 epochs outside its 240-epoch budget (lr 0.01 for CIFAR ResNets/WRNs) and leaves it in training mode afterwards; here the epochs count and it is frozen in eval mode.",
         "CRD's FactorTransfer compares the channel-mean of squared factors (an attention map of the factor), not the flattened factors of the paper, as here.",

@@ -113,7 +113,7 @@ class KDSVD(Method):
     family = "features"
     defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 1.0, "k": 1, "width": 8.0}
     space = {"beta": FloatDistribution(0.1, 100.0, log=True)}
-    extra_cost = "a batched SVD of every matched stage per step (student and teacher); 1x1 adapters where channels differ"
+    extra_cost = "batched SVD per stage and step; 1x1 adapters"
     notes = (
         "The CRD-era ports (RepDistiller's KDSVD, Knowledge-Distillation-Zoo) need equal channel counts; the 1x1 adapters on the student for other pairs are this module's.",
         "The ports use torch.svd's plain backward and zero non-finite losses afterwards; here the SVD backward itself is regularised.",

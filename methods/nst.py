@@ -45,7 +45,7 @@ class NST(Method):
     family = "features"
     defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 50.0, "degree": 2, "c": 0.0}
     space = {"beta": FloatDistribution(1.0, 1000.0, log=True)}
-    extra_cost = "Gram matrices of the channel maps at every stage; no trainable parts"
+    extra_cost = "none (channel Gram matrices per stage)"
     notes = (
         "The CRD benchmark weights the summed MMD^2 by beta (50) without the paper's 1/2, i.e. twice the weight used here.",
         "The paper transfers at selected deep layers; the CRD benchmark and this module sum NST over every matched stage.",

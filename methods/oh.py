@@ -55,7 +55,7 @@ class OH(Method):
     shared = ("strength",)
     defaults = {"strength": 0.5, "beta": 1.0}
     space = {"beta": FloatDistribution(0.1, 10.0, log=True)}
-    extra_cost = "one connector (1x1 conv + BN) per stage, trained with the student"
+    extra_cost = "per-stage connector (1x1 conv + BN)"
     notes = (
         "The seed survey left the teacher in training mode (its batch-norm statistics drift) and skipped the ReLUs between stages in its feature path; here the teacher stays frozen in eval mode and runs its own forward.",
         "Stages whose pre-ReLU feature is not a batch-norm output (ShuffleNet sums and concatenations) have no margin to read: they use margin 0, which the paper does not define.",

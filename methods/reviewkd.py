@@ -76,7 +76,7 @@ class ReviewKD(Method):
     shared = ("strength",)
     defaults = {"strength": 0.5, "beta": 1.0, "warmup_fraction": PAPER_WARMUP_EPOCHS / PAPER_EPOCHS}
     space = {"beta": FloatDistribution(0.1, 10.0, log=True)}
-    extra_cost = "ABF fusion modules (1x1, 3x3 and attention convs per level), trained with the student"
+    extra_cost = "ABF fusion modules per level"
     notes = (
         "The authors warm the loss up over 20 of 240 epochs; within the audit's budget the warm-up keeps that fraction (20 epochs when the budget is unknown).",
         "The authors' CIFAR-100 script sets the weight per pair (0.6 to 8.0, 5.0 for most pairs; 1.0 is their code's default); here it is searched.",

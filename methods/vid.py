@@ -62,7 +62,7 @@ class VID(Method):
     family = "features"
     defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 1.0, "init_var": 5.0}
     space = {"beta": FloatDistribution(0.1, 10.0, log=True)}
-    extra_cost = "one regressor (three 1x1 convs) and a variance vector per stage, trained with the student"
+    extra_cost = "per-stage regressor (three 1x1 convs) and variances"
     notes = (
         "The paper's bound sums the negative log-likelihood over channels and positions; the CRD benchmark and this module average it (a rescaling of beta).",
         "The CRD benchmark pools the larger of the two feature maps when spatial sizes differ; so does this module.",

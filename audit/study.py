@@ -156,7 +156,7 @@ def default_assistant(teacher: str, student: str) -> str:
     depths = {8: "resnet8", 14: "resnet14", 20: "resnet20", 26: "resnet26", 32: "resnet32", 44: "resnet44", 56: "resnet56", 110: "resnet110"}
     m_t, m_s = re.fullmatch(r"resnet(\d+)", teacher), re.fullmatch(r"resnet(\d+)", student)
     if not (m_t and m_s):
-        raise AuditError(f"takd needs an assistant architecture between {teacher} and {student}: set assistant in the study")
+        raise AuditError(f"takd needs an assistant architecture between {teacher} and {student}: give --assistant (or assistant in the study file)")
     mid = (int(m_t.group(1)) + int(m_s.group(1))) / 2
     return depths[min(depths, key=lambda d: (abs(d - mid), d))]
 

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concurrent", type=_positive("--max-concurrent"), default=None, help="concurrent trials (default: as many as fit)")
     p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
     p.add_argument("--max-failures", type=int, default=1, help="Tune retries of a crashed trial (default 1)")
+    p.add_argument("--assistant", default=None, help="takd's assistant architecture (default: a ResNet between teacher and student)")
+    p.add_argument("--extra-teacher", action="append", default=[], help="mkd's further teachers (repeatable; default wrn_16_2)")
+    p.add_argument("--paper-protocol", action="store_true", help="give extra stages (takd, ab, ft, fsp) their own full budget; reported as more compute")
     p.set_defaults(func=main)
 
 
@@ -71,7 +74,8 @@ def study_from_args(args: argparse.Namespace) -> Study:
         trials=args.trials, seeds=list(range(1, args.seeds + 1)), split_seed=args.split_seed,
         backend=args.backend, storage=args.storage, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
-        max_failures=args.max_failures,
+        max_failures=args.max_failures, assistant=args.assistant, extra_teachers=args.extra_teacher,
+        paper_protocol=args.paper_protocol,
     )
     if args.epochs is not None:
         kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)

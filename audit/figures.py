@@ -203,6 +203,7 @@ def budget(methods: Sequence[str], images: Mapping[str, tuple[float, float]],
             ax.set_xlabel(unit)
             ax.set_title(title)
         axes[0].set_ylabel("method")
+        fig.suptitle("Budget and compute per method (search and confirmation)", fontweight="bold")
         fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 

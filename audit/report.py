@@ -835,6 +835,10 @@ def budget_section(folder: StudyFolder, colour: dict[str, str]) -> Section:
     sec.table(Table(["method", "search trials", "runs (ok)", "epochs per run", "pre-training epochs", "images",
                      "FLOPs", "FLOPs per run vs nokd", "wall time (min)", "used more"], rows, "budget.csv",
                     pd.DataFrame(frame), classes))
+    from audit.budget import check_equal
+
+    for w in check_equal(folder.records, allow_unequal=True):  # never refuses: the report shows what is there
+        sec.warn(w)
     sec.note("Flags mark a larger training budget (pre-training epochs, more images or epochs per run). FLOPs "
              "include the teacher's forward passes, which every KD method pays, so they are shown but not flagged. Wall time "
              "depends on the machine and on what else ran on it.")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import time
 import uuid
 import zlib
 from collections.abc import Callable
@@ -84,9 +86,19 @@ def counted_trials(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in ostudy.get_trials(deepcopy=False) if not t.user_attrs.get(CANCELLED)]
 
 
+def driver_id(study_dir: Path) -> str:
+    """Who started a trial: the study folder on its host. Drivers sharing one storage each own theirs."""
+    return f"{socket.gethostname()}:{study_dir.resolve()}"
+
+
 def reconcile(study: Study, study_dir: Path) -> None:
-    """After a driver died: tell Optuna what the journal knows; mark other running trials interrupted."""
+    """After a driver died: tell Optuna what the journal knows; mark other running trials interrupted.
+
+    Only this folder's own trials are touched: another live driver sharing the storage keeps its own.
+    """
+    _repair_journal(study_dir)
     storage = optuna_storage(study, study_dir)
+    me = driver_id(study_dir)
     for method in study.all_methods:
         try:
             ostudy = optuna.load_study(study_name=optuna_study_name(study, method), storage=storage)
@@ -94,12 +106,41 @@ def reconcile(study: Study, study_dir: Path) -> None:
             continue
         journaled = {r.get("optuna_trial"): r for r in finished_trials(study_dir, method)}
         for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("driver", me) != me:
+                continue
             rec = journaled.get(t.number)
             if rec is not None and rec["status"] == "ok":
                 ostudy.tell(t.number, rec[METRIC])
             else:
                 storage.set_trial_user_attr(t._trial_id, CANCELLED, "failed" if rec else "interrupted")
                 ostudy.tell(t.number, state=TrialState.FAIL)
+
+
+def _repair_journal(study_dir: Path) -> None:
+    """End a line torn by a kill mid-write, so the next record is not glued onto it (and lost with it)."""
+    path = study_dir / journal.JOURNAL
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
+def wait_for_other_drivers(study: Study, study_dir: Path, poll_s: float = 2.0) -> None:
+    """Block until no counted trial is still running, so that the best configuration confirmed is
+    chosen from the whole budget even when other drivers sharing the storage are still finishing."""
+    storage, me = optuna_storage(study, study_dir), driver_id(study_dir)
+    while True:
+        running = 0
+        for method in study.all_methods:
+            try:
+                ostudy = optuna.load_study(study_name=optuna_study_name(study, method), storage=storage)
+            except KeyError:
+                continue
+            running += sum(t.state == TrialState.RUNNING and t.user_attrs.get("driver", me) != me for t in counted_trials(ostudy))
+        if not running:
+            return
+        time.sleep(poll_s)
 
 
 def _searcher_class():
@@ -115,6 +156,7 @@ def _searcher_class():
                      on_trial: Callable[[dict], None], **kwargs) -> None:
             super().__init__(**kwargs)
             self.method, self.budget, self.study_dir, self.spec, self.on_trial = method, budget, study_dir, spec, on_trial
+            self.driver = driver_id(study_dir)
 
         def __getstate__(self) -> dict:
             # Tune pickles its searcher with the experiment state; the progress display is not picklable.
@@ -136,13 +178,16 @@ def _searcher_class():
                 self._ot_study.tell(ot, state=TrialState.FAIL)
                 self._completed_trials.add(trial_id)
                 return Searcher.FINISHED
+            ot.set_user_attr("driver", self.driver)  # so a resume reconciles only its own trials
             return config
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if trial_id in self._completed_trials:
                 return
             ot = self._ot_trials[trial_id]
-            record = dict(result or {})
+            # Tune flattens nested results ("config/alpha"): the trial's parameters come from Optuna.
+            record = {k: v for k, v in (result or {}).items() if not k.startswith("config/")}
+            record["config"] = dict(ot.params)
             if error or record.get("status") != "ok":
                 record = {
                     "method": self.method, "seed": self.spec.seed, "config": dict(ot.params),
@@ -225,10 +270,12 @@ def build_searcher(study: Study, study_dir: Path, on_trial: Callable[[dict], Non
 
 def _ray_trainable(config: dict, specs: dict[str, Spec] = None, splits: Splits = None,
                    teacher_states: dict | None = None, gpus: float = 0.0) -> None:
+    import ray
     from ray import tune
 
     config = dict(config)
     spec = specs[config.pop("method")]
+    node = ray.get_runtime_context().get_node_id()  # which node ran it (hostname alone is ambiguous)
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         if epoch < spec.recipe.epochs:  # the last epoch arrives in the final, complete record
@@ -236,7 +283,7 @@ def _ray_trainable(config: dict, specs: dict[str, Spec] = None, splits: Splits =
 
     # A failed run (NaN, OOM) is reported, not raised: it is deterministic, so a retry would waste
     # the budget; Tune's FailureConfig retries only crashes (a lost worker or node).
-    tune.report(execute(config, spec, splits, teacher_states, on_epoch, pick_device(gpus)))
+    tune.report({**execute(config, spec, splits, teacher_states, on_epoch, pick_device(gpus)), "node_id": node})
 
 
 def ensure_ray(study: Study) -> None:
@@ -248,20 +295,32 @@ def ensure_ray(study: Study) -> None:
     if study.address:
         ray.init(address=study.address, **kwargs)
     else:
-        ray.init(num_cpus=os.cpu_count(), **kwargs)
+        # "local": a fresh instance even when `ray start` left a cluster address on this machine.
+        ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
+
+
+def default_concurrency(study: Study) -> int:
+    """As many trials as the Ray instance or cluster (not this machine) has room for."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = int(resources.get("CPU", os.cpu_count() or 1) // study.cpus_per_trial)
+    if study.gpus_per_trial > 0:
+        fits = min(fits, int(resources.get("GPU", 0) // study.gpus_per_trial))
+    return max(1, fits)
 
 
 def search(study: Study, study_dir: Path, splits: Splits, teacher_states: dict | None, on_trial: Callable[[dict], None]) -> None:
     """Run every method's remaining search trials, interleaved."""
     searcher, remaining = build_searcher(study, study_dir, on_trial)
-    if not remaining:
-        return
-    splits = splits.without_test()
-    specs = {m: trial_spec(study, m, study.search_seed, threads_per_trial(study)) for m in remaining}
-    if study.backend == "local":
-        _search_local(study, searcher, specs, splits, teacher_states)
-    else:
-        _search_ray(study, study_dir, searcher, sum(remaining.values()), specs, splits, teacher_states)
+    if remaining:
+        splits = splits.without_test()
+        specs = {m: trial_spec(study, m, study.search_seed, threads_per_trial(study)) for m in remaining}
+        if study.backend == "local":
+            _search_local(study, searcher, specs, splits, teacher_states)
+        else:
+            _search_ray(study, study_dir, searcher, sum(remaining.values()), specs, splits, teacher_states)
+    wait_for_other_drivers(study, study_dir)
 
 
 def _search_local(study: Study, searcher, specs: dict[str, Spec], splits: Splits, teacher_states: dict | None) -> None:  # noqa: ANN001
@@ -291,7 +350,7 @@ def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict
         tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_states=teacher_states, gpus=study.gpus_per_trial),
         {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
     )
-    concurrent = study.max_concurrent or max(1, int((os.cpu_count() or 1) // study.cpus_per_trial))
+    concurrent = study.max_concurrent or default_concurrency(study)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=total, max_concurrent_trials=concurrent, reuse_actors=True),

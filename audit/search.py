@@ -111,8 +111,12 @@ def reconcile(study: Study, study_dir: Path) -> None:
             rec = journaled.get(t.number)
             if rec is not None and rec["status"] == "ok":
                 ostudy.tell(t.number, rec[METRIC])
+            elif rec is not None:
+                # A journaled failure counts against the budget, as when it is told live.
+                storage.set_trial_user_attr(t._trial_id, "reason", str(rec.get("reason"))[:500])
+                ostudy.tell(t.number, state=TrialState.FAIL)
             else:
-                storage.set_trial_user_attr(t._trial_id, CANCELLED, "failed" if rec else "interrupted")
+                storage.set_trial_user_attr(t._trial_id, CANCELLED, "interrupted")
                 ostudy.tell(t.number, state=TrialState.FAIL)
 
 

@@ -64,8 +64,8 @@ class DKD(Method):
         "warmup": 20.0, "paper_epochs": 240.0,
     }
     space = {
-        "dkd_alpha": FloatDistribution(0.1, 8.0, log=True),
-        "dkd_beta": FloatDistribution(0.5, 32.0, log=True),
+        "dkd_alpha": FloatDistribution(0.25, 4.0, log=True),
+        "dkd_beta": FloatDistribution(0.5, 16.0, log=True),
     }
     extra_cost = "none (a second softmax over the non-target classes)"
     notes = (

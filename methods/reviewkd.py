@@ -9,7 +9,7 @@ teacher's pre-ReLU stage feature (or pooled embedding) by MSE at full resolution
 pyramid pooling to 4x4, 2x2, 1x1, each coarser level weighted half the previous, normalised:
 
     HCL(f_s, f_t) = [mse + sum_l 2^-l mse(pool_l f_s, pool_l f_t)] / (1 + sum_l 2^-l)
-    loss          = CE + beta * min(epoch / warmup, 1) * sum_levels HCL     (epoch counted from 0)
+    loss          = CE + beta * min(epochs done / warmup, 1) * sum_levels HCL
 
 Paper defaults (the authors' CIFAR-100 code): beta = 1.0, warm-up 20 of 240 epochs (kept as that
 fraction of the budget), fusion width min(512, student's last width), student features after their
@@ -80,7 +80,7 @@ class ReviewKD(Method):
     notes = (
         "The authors warm the loss up over 20 of 240 epochs; within the audit's budget the warm-up keeps that fraction (20 epochs when the budget is unknown).",
         "The authors' CIFAR-100 script sets the weight per pair (0.6 to 8.0, 5.0 for most pairs; 1.0 is their code's default); here it is searched.",
-        "The authors count epochs from 0 (no review loss in the first epoch); mdistiller counts from 1.",
+        "The authors step the warm-up factor once per epoch, counted from 0 (no review loss in the first epoch; mdistiller counts from 1); here it ramps every step over the same fraction of the budget, so short budgets keep a warm-up rather than losing a whole epoch.",
     )
 
     def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
@@ -104,9 +104,10 @@ class ReviewKD(Method):
         self.budget = epochs  # no extra stage: only the budget is noted, for the warm-up
         return 0
 
-    def warmup_factor(self, epoch: int) -> float:
+    def warmup_factor(self, epochs_done: float) -> float:
+        """min(epochs done / warm-up epochs, 1); ``epochs_done`` is fractional (samples seen / train size)."""
         warmup = PAPER_WARMUP_EPOCHS if self.budget is None else float(self.hp["warmup_fraction"]) * self.budget
-        return 1.0 if warmup <= 0 else min(epoch / warmup, 1.0)
+        return 1.0 if warmup <= 0 else min(epochs_done / warmup, 1.0)
 
     def fused(self, feats) -> list[torch.Tensor]:
         """Fused student levels, shallowest first, each at the teacher's size and width."""
@@ -123,10 +124,10 @@ class ReviewKD(Method):
         _, t_feats = self.teacher_forward(x)
         targets = [t_feats.pre[j] for j in self.t_idx] + [t_feats.pooled[:, :, None, None]]
         hcl = sum(hcl_loss(f_s, f_t) for f_s, f_t in zip(self.fused(feats), targets))
-        epoch = self._seen // self.num_train  # from 0, as the authors' schedule
+        done = self._seen / self.num_train  # epochs completed before this step, fractional
         if self.training:
             self._seen += x.shape[0]
         return logits, {
             "ce": F.cross_entropy(logits, y),
-            "reviewkd": float(self.hp["beta"]) * self.warmup_factor(epoch) * hcl,
+            "reviewkd": float(self.hp["beta"]) * self.warmup_factor(done) * hcl,
         }

@@ -438,8 +438,8 @@ def test_reviewkd_warmup_and_shapes(batch) -> None:
     m = _build("reviewkd", teacher, student, num_train=16)
     assert m.warmup_factor(1) == pytest.approx(1 / 20)  # budget unknown: the authors' 20 epochs
     assert m.pretrain(lambda module, n: None, 24) == 0  # no extra stage, only the budget is noted
-    # 20/240 of 24 epochs = 2, epochs counted from 0 as in the authors' code.
-    assert m.warmup_factor(0) == 0.0 and m.warmup_factor(1) == pytest.approx(0.5) and m.warmup_factor(2) == 1.0
+    # 20/240 of 24 epochs = 2 epochs of warm-up, from 0.
+    assert m.warmup_factor(0) == 0.0 and m.warmup_factor(1) == pytest.approx(0.5) and m.warmup_factor(3) == 1.0
     _, fs = student(x)
     _, ft = teacher(x)
     outs = m.fused(fs)
@@ -448,9 +448,10 @@ def test_reviewkd_warmup_and_shapes(batch) -> None:
     m.train()
     student.eval()  # batch-norm statistics fixed, so every call sees the same features
     losses = [m.forward_train(x, y, torch.arange(8))[1]["reviewkd"].item() for _ in range(6)]
-    # 8 samples a call, 16 an epoch: epochs 0, 0, 1, 1, 2, 2 -> factors 0, 0, 1/2, 1/2, 1, 1.
-    assert losses[0] == losses[1] == 0.0
-    assert losses[2] > 0 and losses[4] == pytest.approx(2 * losses[2], rel=1e-4)
+    # 8 samples a call, 16 an epoch: 0, 1/2, 1, 3/2, 2, 5/2 epochs done -> factors 0, 1/4, 1/2, 3/4, 1, 1.
+    assert losses[0] == 0.0 and losses[1] > 0
+    for n, factor in enumerate([0.25, 0.5, 0.75, 1.0, 1.0], start=1):
+        assert losses[n] == pytest.approx(4 * factor * losses[1], rel=1e-4)
 
 
 # --------------------------------------------------------------------------------------------

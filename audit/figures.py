@@ -41,6 +41,11 @@ HP_LABELS = {
 }
 
 
+def short(name: str, limit: int = 28) -> str:
+    """A label that cannot squeeze the axes away: long names are cut (the tables keep them whole)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 @contextmanager
 def style():
     with matplotlib.rc_context(_RC):
@@ -99,14 +104,14 @@ def ranking(runs: Mapping[str, Sequence[float]], ci: Mapping[str, tuple[float, f
                 ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt="none", ecolor="black",
                             capsize=4, lw=1.2, zorder=4)
             ax.plot(mean, y, marker="D", color="black", ms=6, zorder=5)
-        ax.set_yticks(range(len(methods)), labels=list(reversed(methods)))
+        ax.set_yticks(range(len(methods)), labels=[short(m) for m in reversed(methods)])
         ax.set_ylim(-0.7, len(methods) - 0.3)
         ax.set_xlabel("test accuracy at the last epoch (%)")
         ax.set_ylabel("method")
         ax.set_title("Method ranking under the equal budget (confirmation runs)")
         if ax.get_legend_handles_labels()[0]:
             # below the axes: inside, it would hide the seeds of whichever method sits in a corner
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -117,7 +122,7 @@ def expected_max_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
         fig, (ax,) = _new(8.0, 4.2)
         for m, (mean, sd) in curves.items():
             n = np.arange(1, len(mean) + 1)
-            ax.plot(n, mean, marker="o", ms=3, color=colour[m], label=m)
+            ax.plot(n, mean, marker="o", ms=3, color=colour[m], label=short(m))
             ax.fill_between(n, mean - sd, mean + sd, color=colour[m], alpha=0.12, lw=0)
         ax.set_xlabel("number of hyper-parameter trials n (trials)")
         ax.set_ylabel("expected best validation accuracy (%)")
@@ -140,7 +145,7 @@ def sensitivity(points: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
             for m, by_hp in points.items():
                 if hp in by_hp and len(by_hp[hp][0]):
                     x, y = by_hp[hp]
-                    ax.scatter(x, y, s=20, color=colour[m], alpha=0.7, edgecolor="none", label=m)
+                    ax.scatter(x, y, s=20, color=colour[m], alpha=0.7, edgecolor="none", label=short(m))
                     drawn = True
             if not drawn:
                 ax.text(0.5, 0.5, "no method searched it", ha="center", va="center", transform=ax.transAxes,
@@ -171,7 +176,7 @@ def importances(ostudy, evaluator, method: str) -> Figure:  # noqa: ANN001 - opt
         fig = ax.figure
         fig.set_size_inches(4.2, 0.4 * len(ax.patches) + 1.6)  # shown a third of the page wide
         ax.set_title("", loc="left")  # Optuna's own, left-aligned title would overlap ours
-        ax.set_title(f"Importance: {method}")
+        ax.set_title(f"Importance: {short(method)}")
         ax.set_xlabel("share of val. accuracy variance (fANOVA, unitless)")
         ax.set_ylabel("hyper-parameter")
         if ax.get_legend() is not None:
@@ -199,7 +204,7 @@ def budget(methods: Sequence[str], images: Mapping[str, tuple[float, float]],
             ax.barh(y, search, color=[colour[m] for m in methods], alpha=0.85, label="search")
             ax.barh(y, conf, left=search, color=[colour[m] for m in methods], alpha=0.4, hatch="//",
                     label="confirmation")
-            ax.set_yticks(y, labels=list(methods))
+            ax.set_yticks(y, labels=[short(m) for m in methods])
             ax.set_xlabel(unit)
             ax.set_title(title)
         axes[0].set_ylabel("method")
@@ -217,7 +222,7 @@ def matrix(values: np.ndarray, rows: Sequence[str], cols: Sequence[str]) -> Figu
         im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
         ax.grid(False)
         ax.set_xticks(range(len(cols)), labels=list(cols), rotation=30, ha="right")
-        ax.set_yticks(range(len(rows)), labels=list(rows))
+        ax.set_yticks(range(len(rows)), labels=[short(r) for r in rows])
         for i in range(len(rows)):
             for j in range(len(cols)):
                 v = values[i, j]

@@ -169,13 +169,14 @@ def _max_weights(size: int, ns: np.ndarray) -> np.ndarray:
 
 
 def mean_ci(x: Sequence[float], level: float = RANK_CI) -> tuple[float, float]:
-    """t interval of the mean; NaNs when fewer than two runs."""
+    """t interval of the mean, clipped to [0, 100]; NaNs when fewer than two runs."""
     a = np.asarray(list(x), float)
     if a.size < 2:
         return (math.nan, math.nan)
     se = a.std(ddof=1) / math.sqrt(a.size)
     t = sstats.t.ppf(0.5 + level / 2, a.size - 1)
-    return (float(a.mean() - t * se), float(a.mean() + t * se))
+    # an accuracy lies in [0, 100]: with two or three seeds the t interval can overshoot it
+    return (max(0.0, float(a.mean() - t * se)), min(100.0, float(a.mean() + t * se)))
 
 
 def _finite(x: object) -> bool:
@@ -991,7 +992,7 @@ def progress_table(prog: pd.DataFrame) -> Table:
 def _header(folder: StudyFolder, prog: pd.DataFrame) -> tuple[list[Block], bool]:
     blocks = [Block("p", f"{folder.get('dataset')}, teacher {folder.get('teacher')} → student {folder.get('student')}; "
                          f"methods {', '.join(folder.all_methods)}; {folder.trials} search trials per method, "
-                         f"{folder.epochs if folder.epochs is not None else '?'} epochs per run, "
+                         f"{folder.epochs if folder.epochs is not None else '?'} epoch(s) per run, "
                          f"{len(folder.seeds)} confirmation seeds; backend {folder.get('backend')}.")]
     complete = is_complete(prog)
     if not complete:

@@ -46,10 +46,20 @@ def storage_url(study: Study, study_dir: Path) -> str:
     return study.storage or f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
 
 
+def _with_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; use psycopg2 where only that is installed."""
+    if url.startswith("postgresql://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def optuna_storage(study: Study, study_dir: Path) -> optuna.storages.BaseStorage:
     url = storage_url(study, study_dir)
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        return optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
     except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear line
         raise AuditError(f"cannot open Optuna storage {redact(url)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
 

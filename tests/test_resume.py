@@ -1,0 +1,103 @@
+"""``audit resume`` after the driver was killed with SIGKILL mid-study: each method ends with exactly
+its budget of completed trials, no finished trial is lost or run twice, and confirmation completes.
+Also the reconciliation of a journal and an Optuna storage that disagree (what a kill leaves)."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from _procs import audit, complete_numbers, journal, kill_group, optuna_states, start, tails, teachers, wait_for
+from audit import journal as audit_journal
+from audit.runner import create_study_dir
+from audit.search import CANCELLED, build_searcher, driver_id, optuna_study_name, reconcile, storage_url
+from audit.study import Study
+
+TRIALS = 4
+METHODS = ("nokd", "kd")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_sigkill_mid_study_then_resume(tmp_path, teacher_cache, backend):
+    out, name = tmp_path / "reports", f"rs-{backend}"
+    folder, log = out / name, tmp_path / "driver.log"
+    cache = str(teachers(teacher_cache))
+    driver = start(audit("run", "--method", "kd", "--trials", str(TRIALS), "--seeds", "1", "--epochs", "1",
+                         "--backend", backend, "--out", str(out), "--name", name, "--cache-dir", cache), log)
+    try:
+        searched = lambda: sum(r["phase"] == "search" for r in journal(folder))  # noqa: E731
+        wait_for("search records in the journal", lambda: searched() >= 2, 480, procs=(driver,), logs=(log,))
+    finally:
+        kill_group(driver)  # SIGKILL to the driver's whole process group (Ray's local instance too)
+    assert driver.returncode == -9
+    before = (folder / "trials.jsonl").read_text().splitlines(keepends=True)
+    # Whatever the last line is, a finished part of the study was interrupted.
+    assert sum(json.loads(line)["phase"] == "search" for line in before if line.endswith("\n")) < TRIALS * len(METHODS)
+
+    resumed = subprocess.run(audit("resume", str(folder), "--cache-dir", cache), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=540)
+    assert resumed.returncode == 0, resumed.stdout[-6000:] + tails((log,))
+
+    after = (folder / "trials.jsonl").read_text().splitlines(keepends=True)
+    # No finished trial lost: every whole line written before the kill is still there, in order.
+    whole = [line for line in before if line.endswith("\n")]
+    assert after[: len(whole)] == whole
+    records = journal(folder)
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    results = pd.read_csv(folder / "results.csv")
+    for method in METHODS:
+        search = [r for r in records if r["method"] == method and r["phase"] == "search"]
+        numbers = [r["optuna_trial"] for r in search]
+        # Exactly at budget, none run twice, and the journal and Optuna agree trial by trial.
+        assert len(search) == TRIALS and len(set(numbers)) == TRIALS, numbers
+        ok = {r["optuna_trial"] for r in search if r["status"] == "ok"}
+        assert complete_numbers(storage, f"{name}.{method}") == ok
+        states = optuna_states(storage, f"{name}.{method}")
+        assert states["RUNNING"] == 0 and states["COMPLETE"] + states["FAIL"] == TRIALS, states
+        confirm = [r for r in records if r["method"] == method and r["phase"] == "confirm"]
+        assert [r["seed"] for r in confirm] == [1]
+        rows = results[results.method == method]
+        assert (rows.phase == "search").sum() == TRIALS and (rows.phase == "confirm").sum() == 1
+    assert (folder / "summary.csv").exists()
+
+
+def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path):
+    """What a kill leaves: trials journaled but still RUNNING in Optuna (killed between the two
+    writes; one ok, one failed), one interrupted mid-run, a torn last journal line; and a trial of
+    another live driver sharing the storage, which must be left alone."""
+    study = Study(name="rc", methods=["kd"], trials=5, seeds=[1], backend="local")
+    folder = create_study_dir(study, tmp_path)
+    url = storage_url(study, folder)
+    ostudy = optuna.create_study(study_name=optuna_study_name(study, "kd"), storage=url, direction="maximize")
+    done, failed, interrupted, foreign = (ostudy.ask() for _ in range(4))
+    for t in (done, failed, interrupted):
+        t.set_user_attr("driver", driver_id(folder))
+    foreign.set_user_attr("driver", "elsewhere:/reports/rc")
+    for t, status in ((done, "ok"), (failed, "failed")):
+        audit_journal.append(folder, {"method": "kd", "phase": "search", "trial": t.number, "optuna_trial": t.number,
+                                      "status": status, "reason": "loss is NaN" if status != "ok" else "",
+                                      "val_acc": 91.5 if status == "ok" else None, "seed": 0, "config": {}})
+    with open(folder / "trials.jsonl", "a") as f:
+        f.write('{"method": "kd", "phase": "sea')  # torn by the kill
+
+    reconcile(study, folder)
+
+    trials = optuna.load_study(study_name=optuna_study_name(study, "kd"), storage=url).get_trials()
+    assert trials[done.number].state == TrialState.COMPLETE and trials[done.number].value == 91.5
+    # A journaled failure counts against the budget (FAIL, not cancelled), like one told live.
+    assert trials[failed.number].state == TrialState.FAIL and CANCELLED not in trials[failed.number].user_attrs
+    assert trials[failed.number].user_attrs["reason"] == "loss is NaN"
+    assert trials[interrupted.number].state == TrialState.FAIL
+    assert trials[interrupted.number].user_attrs[CANCELLED] == "interrupted"
+    assert trials[foreign.number].state == TrialState.RUNNING  # another driver's, still running
+    # The budget left is what the journal does not hold; the interrupted trial will be re-run.
+    _, remaining = build_searcher(study, folder, lambda rec: None)
+    assert remaining == {"nokd": 5, "kd": 5 - 2}
+    # The next record is not glued onto the torn line.
+    audit_journal.append(folder, {"method": "kd", "phase": "search", "trial": 9, "status": "ok"})
+    assert [r.get("trial") for r in audit_journal.read(folder)] == [done.number, failed.number, 9]

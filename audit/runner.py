@@ -119,4 +119,9 @@ def execute_study(
     summary = summarise(results)
     summary.to_csv(study_dir / "summary.csv", index=False)
     (study_dir / "timings.json").write_text(json.dumps(timings, indent=2))
+    from audit.report import write_report  # matplotlib and jinja2 load only once there is something to show
+
+    with console.status("writing the report"):
+        index = write_report(study_dir)
+    console.print(f"report: {index}")
     return summary

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from audit import journal
 from audit.commands.run import announce, make_console, print_summary
 from audit.errors import AuditError
 from audit.runner import Paths, execute_study, prepare
@@ -35,6 +36,17 @@ def load_study_dir(study_dir: Path) -> Study:
     return study
 
 
+def check_budget_unchanged(study: Study, study_dir: Path, *, allow_unequal: bool) -> None:
+    """Refuse, before anything runs, to add trials under a budget other than the finished ones'
+    (study.toml edited since): otherwise the mix would only be refused after all the work."""
+    ran = {r.get("budget_hash") for r in journal.read(study_dir)} - {study.budget_hash()}
+    if ran and not allow_unequal:
+        raise AuditError(
+            f"study.toml's budget (hash {study.budget_hash()}) differs from the budget its finished runs used "
+            f"({', '.join(sorted(map(str, ran)))}); refusing to mix them (pass --allow-unequal-budgets to go on anyway)"
+        )
+
+
 def main(args: argparse.Namespace) -> int:
     console = make_console()
     study_dir = args.study_dir
@@ -45,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
         raise AuditError("this study's storage URL has a password, which is never written down; give it again with --storage")
     if args.address:
         study.address = args.address
+    check_budget_unchanged(study, study_dir, allow_unequal=args.allow_unequal_budgets)
     paths = Paths(out=study_dir.parent, data_dir=args.data_dir, cache_dir=args.cache_dir)
     splits = prepare(study, paths)
     reconcile(study, study_dir)

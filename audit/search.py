@@ -36,6 +36,7 @@ from methods import get_method
 
 METRIC = "val_acc"
 CANCELLED = "cancelled"  # user attr on Optuna trials that do not count against the budget
+DRIVER_ID = "driver_id"  # file in the study folder: the id its trials carry as user attr "driver"
 # Tune's default JSON/CSV/TensorBoard loggers write files per trial that nothing here reads.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -97,8 +98,12 @@ def counted_trials(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def driver_id(study_dir: Path) -> str:
-    """Who started a trial: the study folder on its host. Drivers sharing one storage each own theirs."""
-    return f"{socket.gethostname()}:{study_dir.resolve()}"
+    """Who started a trial: an id kept in the study folder (so it survives moving the folder).
+    Drivers sharing one storage, each with its own folder, each own their trials."""
+    path = study_dir / DRIVER_ID
+    if not path.exists():
+        path.write_text(f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}\n")
+    return path.read_text().strip()
 
 
 def reconcile(study: Study, study_dir: Path) -> None:
@@ -143,7 +148,7 @@ def _repair_journal(study_dir: Path) -> None:
 def wait_for_other_drivers(study: Study, study_dir: Path, poll_s: float = 2.0) -> None:
     """Block until no counted trial is still running, so that the best configuration confirmed is
     chosen from the whole budget even when other drivers sharing the storage are still finishing."""
-    storage, me = optuna_storage(study, study_dir), driver_id(study_dir)
+    storage, me, warned = optuna_storage(study, study_dir), driver_id(study_dir), False
     while True:
         running = 0
         for method in study.all_methods:
@@ -154,6 +159,9 @@ def wait_for_other_drivers(study: Study, study_dir: Path, poll_s: float = 2.0) -
             running += sum(t.state == TrialState.RUNNING and t.user_attrs.get("driver", me) != me for t in counted_trials(ostudy))
         if not running:
             return
+        if not warned:
+            logging.getLogger(__name__).warning("waiting for %d trials of other drivers sharing the storage", running)
+            warned = True
         time.sleep(poll_s)
 
 

@@ -84,6 +84,10 @@ def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path)
                                       "val_acc": 91.5 if status == "ok" else None, "seed": 0, "config": {}})
     with open(folder / "trials.jsonl", "a") as f:
         f.write('{"method": "kd", "phase": "sea')  # torn by the kill
+    # A study folder may be moved before it is resumed: it still owns its trials.
+    (tmp_path / "moved").mkdir()
+    folder = folder.rename(tmp_path / "moved" / folder.name)
+    url = storage_url(study, folder)
 
     reconcile(study, folder)
 

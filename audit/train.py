@@ -3,14 +3,18 @@
 The same seed gives the same numbers on the CPU: the seed fixes initialisation, data order and
 augmentation (one generator, on the data's device). Data stay resident as tensors and are
 augmented in batches; the loss is checked for NaN/inf once per epoch so there is no per-step
-host synchronisation on a GPU.
+host synchronisation on a GPU. ``Accel`` holds what changes speed but not the budget: the GPU
+settings (channels-last, bf16 autocast, torch.compile; no-ops on the CPU, whose numbers stay
+exact) and the teacher-output cache (bitwise exact, see ``audit.teacher_cache``).
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -20,6 +24,7 @@ from audit.augment import augment_batch, strong_augment
 from audit.data import Split, Splits
 from audit.errors import AuditError
 from audit.models import build_model
+from audit.teacher_cache import TeacherCache
 from methods import get_method
 from methods.base import Context, FeatureShapes
 
@@ -52,6 +57,40 @@ class Recipe:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         return d
+
+
+@dataclass(frozen=True)
+class Accel:
+    """Speed settings; not part of the budget (they are not hashed and a study may change them).
+
+    ``channels_last``, ``bf16`` and ``compile`` act on CUDA only (``on`` drops them elsewhere):
+    on the CPU they would change the numbers at float precision, and a CPU run must stay the
+    exact function of (config, seed) it was. bf16 autocast changes the numbers on the GPU too
+    (forward in bf16, weights and optimiser in float32). ``teacher_cache`` is bitwise exact.
+    """
+
+    channels_last: bool = True  # NHWC activations: cuDNN's fastest convolution layout
+    bf16: bool = False  # autocast forward passes to bfloat16
+    compile: bool = False  # torch.compile the student and the teacher (pays a one-off compile per run)
+    teacher_cache: bool = True  # reuse the teacher's outputs when batches are not augmented
+    teacher_cache_bytes: int = 1 << 30  # per teacher; above it the teacher is run every step
+
+    def on(self, device: torch.device) -> "Accel":
+        """The settings that take effect on ``device``."""
+        if device.type == "cuda":
+            return self
+        return replace(self, channels_last=False, bf16=False, compile=False)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """``model``, laid out and compiled as asked (in place)."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.compile:
+            model.compile()  # in place: state_dict keys and the module's type stay as they were
+        return model
 
 
 @dataclass
@@ -89,11 +128,11 @@ class RunFailed(Exception):
     """A run that cannot go on (NaN/inf loss, out of memory); the reason is the message."""
 
 
-def accuracy(model: nn.Module, split: Split, batch_size: int = 1024) -> float:
+def accuracy(model: nn.Module, split: Split, batch_size: int = 1024, accel: Accel = Accel()) -> float:
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.y.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), accel.autocast():
         for i in range(0, len(split), batch_size):
             logits, _ = model(split.x[i : i + batch_size])
             correct += (logits.argmax(1) == split.y[i : i + batch_size]).sum()
@@ -104,14 +143,26 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 1024) -> float:
 class _Trainer:
     """The loop shared by the main stage and any extra stage a method declares."""
 
-    def __init__(self, splits: Splits, recipe: Recipe, strength: float, generator: torch.Generator, result: RunResult):
+    def __init__(self, splits: Splits, recipe: Recipe, strength: float, generator: torch.Generator, result: RunResult,
+                 accel: Accel = Accel(), cache: TeacherCache | None = None):
         self.splits, self.recipe, self.strength, self.g, self.result = splits, recipe, strength, generator, result
+        self.accel, self.cache = accel, cache
 
     def batches(self) -> list[torch.Tensor]:
         n = len(self.splits.train)
         perm = torch.randperm(n, generator=self.g, device=self.splits.train.y.device)
         # Near-equal chunks instead of a ragged last batch: batch-norm needs more than one sample.
         return list(torch.tensor_split(perm, max(1, n // self.recipe.batch_size)))
+
+    def _inputs(self, idx: torch.Tensor, idx_host: torch.Tensor) -> torch.Tensor:
+        x = self.splits.train.x[idx]
+        if self.strength > 0:
+            x = augment_batch(x, self.strength, self.g, hflip=self.splits.info.hflip)
+        if self.accel.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.cache is not None:  # only built when strength is 0: x is exactly train.x[idx]
+            self.cache.bind(x, idx, idx_host)
+        return x
 
     def fit(
         self,
@@ -132,18 +183,19 @@ class _Trainer:
             lr_at = lambda s: r.gamma ** sum(s >= b for b in bounds)  # noqa: E731
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
         train = self.splits.train
-        hflip = self.splits.info.hflip
         flops_per_image = None
         images_before = self.result.images
         for epoch in range(epochs):
             module.train()
             loss_sum = torch.zeros((), device=train.y.device)
-            for idx in self.batches():
-                x = train.x[idx]
-                if self.strength > 0:
-                    x = augment_batch(x, self.strength, self.g, hflip=hflip)
+            batches = self.batches()
+            # The cache keeps its bookkeeping on the host: one copy of the order per epoch, not per step.
+            host = torch.cat(batches).cpu().split([len(b) for b in batches]) if self.cache is not None else batches
+            for idx, idx_host in zip(batches, host):
+                x = self._inputs(idx, idx_host)
                 if flops_per_image is None:
-                    # Counted once on a real step (forward, backward, teacher included), then scaled.
+                    # Counted once on a real step (forward, backward, teacher included), then scaled;
+                    # the first step always runs the teacher, so the count is the same with the cache.
                     with FlopCounterMode(display=False) as counter:
                         loss = self._step(module, opt, x, train.y[idx], idx)
                     flops_per_image = counter.get_total_flops() / len(idx)
@@ -164,10 +216,10 @@ class _Trainer:
                     on_epoch(epoch + 1, metrics)
         self.result.flops += (flops_per_image or 0.0) * (self.result.images - images_before)
 
-    @staticmethod
-    def _step(module: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        _, losses = module.forward_train(x, y, idx)
-        loss = sum(losses.values())
+    def _step(self, module: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        with self.accel.autocast():
+            _, losses = module.forward_train(x, y, idx)
+            loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -187,6 +239,7 @@ def run(
     paper_protocol: bool = False,
     extra_teachers: list[nn.Module] | None = None,
     assistant: str | None = None,
+    accel: Accel = Accel(),
 ) -> tuple[RunResult, nn.Module]:
     """Train ``student_arch`` with ``method`` and ``config``; evaluate on val (and test if present) each epoch.
 
@@ -195,11 +248,16 @@ def run(
     start = time.perf_counter()
     result = RunResult(status="ok")
     device = splits.train.x.device
+    accel = accel.on(device)
     cls = get_method(method)
     torch.manual_seed(seed)
     g = torch.Generator(device=device).manual_seed(seed)
     info = splits.info
-    student = build_model(student_arch, in_channels=info.shape[0], num_classes=info.num_classes).to(device)
+    student = accel.prepare(build_model(student_arch, in_channels=info.shape[0], num_classes=info.num_classes).to(device))
+    if accel.channels_last or accel.compile:
+        # Laid out (and compiled) on copies: the caller's teachers must stay as they were given.
+        teacher = accel.prepare(copy.deepcopy(teacher)) if teacher is not None else None
+        extra_teachers = [accel.prepare(copy.deepcopy(t)) for t in extra_teachers or []]
     sample = splits.train.x[:2]
     ctx = Context(
         student=FeatureShapes.of(student, sample),
@@ -213,13 +271,19 @@ def run(
         paper_protocol=paper_protocol,
     )
     module = cls(student, teacher if cls.needs_teacher else None, dict(config), ctx).to(device)
-    trainer = _Trainer(splits, recipe, float(module.hp.get("strength", 0.0)), g, result)
+    if accel.channels_last:
+        module.to(memory_format=torch.channels_last)  # the method's own parts (regressors, connectors)
+    strength = float(module.hp.get("strength", 0.0))
+    if accel.teacher_cache and strength == 0 and cls.needs_teacher and teacher is not None:
+        # Set on the shared context, so stages a method builds later (TAKD's, AB's) use it too.
+        ctx.teacher_cache = TeacherCache(len(splits.train), accel.teacher_cache_bytes)
+    trainer = _Trainer(splits, recipe, strength, g, result, accel, ctx.teacher_cache)
 
     def evaluate() -> dict:
-        metrics = {"val_acc": accuracy(student, splits.val)}
+        metrics = {"val_acc": accuracy(student, splits.val, accel=accel)}
         result.val_acc.append(metrics["val_acc"])
         if splits.test is not None:
-            metrics["test_acc"] = accuracy(student, splits.test)
+            metrics["test_acc"] = accuracy(student, splits.test, accel=accel)
             result.test_acc.append(metrics["test_acc"])
         metrics["epoch"] = len(result.val_acc)
         return metrics

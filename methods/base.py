@@ -18,6 +18,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
 from audit.models import Features
+from audit.teacher_cache import TeacherCache
 
 # The dimensions every method shares where they apply. Ranges cover the values KD papers use
 # (T from 1 to 10; the survey hard-coded T=5, alpha=0.5; CRD's benchmark T=4).
@@ -68,6 +69,7 @@ class Context:
     in_channels: int = 3
     epochs: int = 1  # the budget's epochs, for methods with schedules (warm-ups, extra stages)
     paper_protocol: bool = False  # extra stages get their own full budget (more compute, reported)
+    teacher_cache: TeacherCache | None = None  # set by the engine when the teacher sees un-augmented batches
 
 
 class Method(nn.Module):
@@ -123,9 +125,17 @@ class Method(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def teacher_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
-        # no_grad rather than inference_mode: teacher outputs are saved by the student's loss graph.
+        teacher = self.teacher
+        if self.ctx.teacher_cache is not None:
+            return self.ctx.teacher_cache.forward(teacher, x, lambda inp: self._run_teacher(teacher, inp))
+        return self._run_teacher(teacher, x)
+
+    @staticmethod
+    def _run_teacher(teacher: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+        # no_grad rather than inference_mode: teacher outputs are saved by the student's loss graph
+        # (inference tensors cannot be), and cloning them out would cost what inference mode saves.
         with torch.no_grad():
-            return self.teacher(x)
+            return teacher(x)
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

@@ -57,4 +57,7 @@ def confirm(
 
 
 def _remote_execute(config: dict, spec, splits: Splits, teacher_state: dict | None, gpus: float) -> dict:  # noqa: ANN001
-    return execute(config, spec, splits, teacher_state, None, pick_device(gpus))
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()  # which node ran it, as for search trials
+    return {**execute(config, spec, splits, teacher_state, None, pick_device(gpus)), "node_id": node}

@@ -18,7 +18,7 @@ from audit.budget import check_equal
 from audit.confirm import confirm, pending_runs
 from audit.data import Splits, load_splits
 from audit.errors import AuditError
-from audit.search import finished_trials, search, state_of
+from audit.search import ensure_ray, finished_trials, search, state_of
 from audit.study import Study
 from audit.summary import summarise
 from audit.teachers import Teacher, get_teacher
@@ -36,6 +36,8 @@ class Paths:
 def prepare(study: Study, paths: Paths) -> Splits:
     """Everything that can fail on bad input, before any folder is made."""
     device = "cuda" if (study.gpus_per_trial > 0 and torch.cuda.is_available()) else "cpu"
+    if study.backend == "ray" and study.address:
+        ensure_ray(study)  # a wrong address or token fails here, not after the teacher is trained
     return load_splits(
         study.dataset, split_seed=study.split_seed, val_fraction=study.val_fraction,
         data_dir=paths.data_dir, download=paths.download, device=device,

@@ -315,7 +315,14 @@ def ensure_ray(study: Study) -> None:
         return
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if study.address:
-        ray.init(address=study.address, **kwargs)
+        try:
+            ray.init(address=study.address, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one clear line instead of Ray's traceback
+            raise AuditError(
+                f"cannot join the Ray cluster at {study.address!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                " (is it running? a cluster with token authentication also needs RAY_AUTH_MODE=token and its token"
+                " in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token: see docs/cluster.md)"
+            ) from None
     else:
         # "local": a fresh instance even when `ray start` left a cluster address on this machine.
         ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.slow
 TRIALS = 2  # per method; nokd and kd are always in a study, so 4 trials over 2 one-CPU nodes
 
 
-@pytest.fixture
-def ray_cluster(tmp_path):
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
     """(address, env) of a two-node cluster; the env carries the cluster's auth token."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     if shutil.which("ray") is None:
         pytest.skip("the `ray` command is not on PATH")
     port = free_port()
@@ -44,7 +45,7 @@ def ray_cluster(tmp_path):
         wait_for("head node", lambda: started(logs[0]), 180, procs=nodes, logs=logs)
         nodes.append(start(["ray", "start", f"--address=127.0.0.1:{port}", *common], logs[1], env))
         wait_for("worker node", lambda: started(logs[1]), 180, procs=nodes, logs=logs)
-        yield f"127.0.0.1:{port}", env
+        yield f"127.0.0.1:{port}", env, logs
     finally:
         for node in reversed(nodes):
             kill_group(node)
@@ -52,7 +53,7 @@ def ray_cluster(tmp_path):
 
 
 def test_study_on_a_two_node_cluster(tmp_path, ray_cluster, teacher_cache):
-    address, env = ray_cluster
+    address, env, node_logs = ray_cluster
     out, log = tmp_path / "reports", tmp_path / "driver.log"
     driver = subprocess.run(
         audit("run", "--method", "kd", "--trials", str(TRIALS), "--seeds", "1", "--epochs", "1",
@@ -61,7 +62,7 @@ def test_study_on_a_two_node_cluster(tmp_path, ray_cluster, teacher_cache):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=540,
     )
     log.write_text(driver.stdout)
-    assert driver.returncode == 0, driver.stdout[-6000:] + tails((tmp_path / "head.log", tmp_path / "worker.log"))
+    assert driver.returncode == 0, driver.stdout[-6000:] + tails(node_logs)
 
     folder = out / "cl"
     records = journal(folder)
@@ -77,6 +78,22 @@ def test_study_on_a_two_node_cluster(tmp_path, ray_cluster, teacher_cache):
         assert len(rows) == TRIALS and (rows.status == "ok").all()
         assert optuna_states(storage, f"cl.{method}") == {"COMPLETE": TRIALS}
         assert len(results[(results.method == method) & (results.phase == "confirm")]) == 1
-    # Both one-CPU nodes ran trials: two ran at once, so they cannot have shared a node.
-    nodes = {r["node_id"] for r in search}
-    assert len(nodes) == 2, nodes
+    # Both one-CPU nodes did work. Tune may reuse one node's actor for short trials, but the two
+    # confirmation runs are submitted at once and each needs a whole node.
+    assert all(r.get("node_id") for r in records), records
+    nodes = {r["node_id"] for r in records}
+    assert len(nodes) == 2, [(r["phase"], r["method"], r["node_id"]) for r in records]
+
+
+def test_a_driver_without_the_token_is_refused_before_any_work(tmp_path, ray_cluster, teacher_cache):
+    address, env, _ = ray_cluster
+    wrong = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    driver = subprocess.run(
+        audit("run", "--method", "kd", "--trials", "1", "--seeds", "1", "--epochs", "1", "--address", address,
+              "--out", str(tmp_path / "reports"), "--name", "nope", "--cache-dir", str(teachers(teacher_cache))),
+        env=wrong, capture_output=True, text=True, timeout=300,
+    )
+    assert driver.returncode == 2, driver.stdout[-3000:] + driver.stderr[-3000:]
+    error = driver.stderr.strip().splitlines()[-1]
+    assert error.startswith("audit: error: cannot join the Ray cluster at") and "RAY_AUTH_TOKEN" in error
+    assert not (tmp_path / "reports").exists()  # refused before the study folder or the teacher

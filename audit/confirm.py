@@ -25,7 +25,7 @@ def pending_runs(study: Study, study_dir: Path) -> list[tuple[str, int, dict]]:
 
 
 def confirm(
-    study: Study, study_dir: Path, splits: Splits, teacher_state: dict | None, on_run: Callable[[dict], None]
+    study: Study, study_dir: Path, splits: Splits, teacher_states: dict | None, on_run: Callable[[dict], None]
 ) -> None:
     todo = pending_runs(study, study_dir)
     threads = threads_per_trial(study)
@@ -39,14 +39,14 @@ def confirm(
     if study.backend == "local":
         device = pick_device(study.gpus_per_trial)
         for method, seed, config in todo:
-            record(execute(config, trial_spec(study, method, seed, threads), splits, teacher_state, None, device))
+            record(execute(config, trial_spec(study, method, seed, threads), splits, teacher_states, None, device))
         return
 
     import ray
 
     ensure_ray(study)
     remote = ray.remote(num_cpus=study.cpus_per_trial, num_gpus=study.gpus_per_trial)(_remote_execute)
-    splits_ref, teacher_ref = ray.put(splits), ray.put(teacher_state)
+    splits_ref, teacher_ref = ray.put(splits), ray.put(teacher_states)
     futures = [
         remote.remote(config, trial_spec(study, method, seed, threads), splits_ref, teacher_ref, study.gpus_per_trial)
         for method, seed, config in todo
@@ -56,8 +56,8 @@ def confirm(
         record(ray.get(ready[0]))
 
 
-def _remote_execute(config: dict, spec, splits: Splits, teacher_state: dict | None, gpus: float) -> dict:  # noqa: ANN001
+def _remote_execute(config: dict, spec, splits: Splits, teacher_states: dict | None, gpus: float) -> dict:  # noqa: ANN001
     import ray
 
     node = ray.get_runtime_context().get_node_id()  # which node ran it, as for search trials
-    return {**execute(config, spec, splits, teacher_state, None, pick_device(gpus)), "node_id": node}
+    return {**execute(config, spec, splits, teacher_states, None, pick_device(gpus)), "node_id": node}

@@ -32,6 +32,14 @@ def _unflatten(ts: list[torch.Tensor], n_pre: int) -> Outputs:
     return ts[0], Features(list(ts[1 : 1 + n_pre]), list(ts[1 + n_pre : 1 + 2 * n_pre]), ts[-1])
 
 
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    """The memory format of a computed output, so gathered values (indexing keeps the format)
+    reach later ops laid out as the computed ones would: layout can change a kernel's sums."""
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 @dataclass
 class _Entry:
     teacher: nn.Module  # held so its id cannot be reused by another module while cached
@@ -85,5 +93,6 @@ class TeacherCache:
         per_sample = sum(t[0].numel() * t.element_size() for t in flat)
         if per_sample * self.num_samples > self.max_bytes:
             return _Entry(teacher)
-        store = [torch.empty((self.num_samples, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in flat]
+        store = [torch.empty((self.num_samples, *t.shape[1:]), dtype=t.dtype, device=t.device, memory_format=_layout(t))
+                 for t in flat]
         return _Entry(teacher, store, len(out[1].pre), torch.zeros(self.num_samples, dtype=torch.bool))

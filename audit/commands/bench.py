@@ -16,8 +16,9 @@ from audit.train import Accel
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="KD training throughput: our engine against a DataLoader + PIL reference loop")
-    p.add_argument("--case", choices=("all", "cifar", "digits"), default="all",
-                   help="cifar: resnet26 -> resnet8 at 3x32x32 (synthetic); digits: resnet20 -> resnet8 at 1x8x8 (default all)")
+    p.add_argument("--case", choices=("all", "cifar", "digits", "none"), default="all",
+                   help="cifar: resnet26 -> resnet8 at 3x32x32 (synthetic); digits: resnet20 -> resnet8 at 1x8x8; "
+                        "none: only --main-job (default all)")
     p.add_argument("--steps", type=_positive("--steps"), default=20, help="training steps per measurement (default 20)")
     p.add_argument("--repeats", type=_positive("--repeats"), default=3, help="measurements per loop; medians are compared (default 3)")
     p.add_argument("--batch-size", type=_positive("--batch-size"), default=64, help="batch size (default 64, as the studies)")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audit.data import DatasetInfo, Split, Splits, dataset_info
+from audit.data import DatasetInfo, Split, Splits, _to_tensor, dataset_info
 from audit.models import build_model
 from audit.train import Accel, Recipe, run
 from methods.base import kd_divergence
@@ -74,11 +74,8 @@ def images_for(case: Case, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
 
 def _splits(case: Case, x: np.ndarray, y: np.ndarray) -> Splits:
-    """Our engine's view of the same images: normalised float tensors, resident, NCHW."""
-    t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(case.info.mean).view(1, -1, 1, 1)
-    std = torch.tensor(case.info.std).view(1, -1, 1, 1)
-    train = Split(((t - mean) / std).contiguous(), torch.from_numpy(y))
+    """Our engine's view of the same images: normalised float tensors, resident, NCHW (as a study loads them)."""
+    train = Split(_to_tensor(x, case.info), torch.from_numpy(y))
     val = Split(train.x[:64], train.y[:64])  # the per-epoch validation every trial pays, kept small
     return Splits(case.info, train, val, None, "", 0)
 

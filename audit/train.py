@@ -216,6 +216,8 @@ class _Trainer:
                 self.result.train_loss.append(mean_loss)
                 if on_epoch is not None:
                     on_epoch(epoch + 1, metrics)
+        if self.cache is not None:
+            self.cache.unbind()  # no stale batch for calls made outside training
         self.result.flops += (flops_per_image or 0.0) * (self.result.images - images_before)
 
     def _step(self, module: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 
 from methods import register_method
 from methods._feature_common import ctx_stages, pool_to
-from methods.base import Context, Method, kd_divergence
+from methods.base import Context, Method
 
 
 def attention_map(f: torch.Tensor, p: float) -> torch.Tensor:
@@ -62,6 +62,5 @@ class AT(Method):
         alpha, p = float(self.hp["alpha"]), float(self.hp["p"])
         at = sum(at_loss(feats.post[i], t_feats.post[j], p) for i, j in zip(self.s_idx, self.t_idx))
         losses = {"ce": (1.0 - alpha) * F.cross_entropy(logits, y), "at": float(self.hp["beta"]) * at}
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

@@ -140,6 +140,14 @@ class Method(nn.Module):
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def optional_kd(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"kd": alpha * KD}`` when the method's alpha is positive, else nothing: feature and
+        relation methods add classical KD on top only when the search turns it on."""
+        alpha = float(self.hp["alpha"])
+        if alpha <= 0:
+            return {}
+        return {"kd": alpha * kd_divergence(student_logits, teacher_logits, float(self.hp["temperature"]))}
+
     def pretrain(self, fit: "Callable[[nn.Module, int], None]", epochs: int) -> int:
         """Extra stages before the main one (TAKD's assistant, AB's initialisation).
 

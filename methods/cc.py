@@ -21,7 +21,7 @@ from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
-from methods.base import Context, Method, kd_divergence
+from methods.base import Context, Method
 from methods.crd import Embed
 
 
@@ -70,6 +70,5 @@ class CC(Method):
         alpha = float(self.hp["alpha"])
         cc = cc_loss(self.embed_s(feats.pooled), self.embed_t(t_feats.pooled), float(self.hp["gamma"]), int(self.hp["order"]))
         losses = {"ce": (1.0 - alpha) * F.cross_entropy(logits, y), "cc": float(self.hp["beta"]) * cc}
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from torch import nn
 
 from methods import register_method
-from methods.base import Context, Method, kd_divergence
+from methods.base import Context, Method
 
 
 class Regressor(nn.Module):
@@ -69,6 +69,5 @@ class FeatureKD(Method):
             "ce": (1.0 - alpha) * F.cross_entropy(logits, y),
             "hint": float(self.hp["beta"]) * F.mse_loss(self.regressor(feats.post[self.s_idx]), t_feats.post[self.t_idx]),
         }
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

@@ -23,7 +23,7 @@ from torch import nn
 
 from methods import register_method
 from methods._feature_common import PretrainStage, freeze, init_epochs, match_spatial
-from methods.base import Context, Method, kd_divergence
+from methods.base import Context, Method
 
 
 def _conv_block(c_in: int, c_out: int, transpose: bool = False) -> list[nn.Module]:
@@ -125,6 +125,5 @@ class FT(Method):
             "ce": (1.0 - alpha) * F.cross_entropy(logits, y),
             "ft": float(self.hp["beta"]) * ft_loss(factor_s, factor_t, int(self.hp["p"])),
         }
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

@@ -26,7 +26,7 @@ from torch import nn
 
 from methods import register_method
 from methods._feature_common import ctx_stages
-from methods.base import Context, Method, kd_divergence
+from methods.base import Context, Method
 
 
 def _safe_inverse(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -162,6 +162,5 @@ class KDSVD(Method):
             "ce": (1.0 - alpha) * F.cross_entropy(logits, y),
             "svd": float(self.hp["beta"]) * self.dfv_loss(s_maps, t_maps),
         }
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

@@ -20,7 +20,7 @@ from torch import nn
 
 from methods import register_method
 from methods._feature_common import ctx_stages, match_spatial
-from methods.base import Context, Method, kd_divergence
+from methods.base import Context, Method
 
 
 def poly_kernel_mean(a: torch.Tensor, b: torch.Tensor, d: int = 2, c: float = 0.0) -> torch.Tensor:
@@ -61,6 +61,5 @@ class NST(Method):
         alpha, d, c = float(self.hp["alpha"]), int(self.hp["degree"]), float(self.hp["c"])
         mmd = sum(nst_mmd2(feats.post[i], t_feats.post[j], d, c) for i, j in zip(self.s_idx, self.t_idx))
         losses = {"ce": (1.0 - alpha) * F.cross_entropy(logits, y), "nst": float(self.hp["beta"]) / 2 * mmd}
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

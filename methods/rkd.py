@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from optuna.distributions import FloatDistribution
 
 from methods import register_method
-from methods.base import Method, kd_divergence
+from methods.base import Method
 
 
 def normalized_distances(e: torch.Tensor) -> torch.Tensor:
@@ -70,6 +70,5 @@ class RKD(Method):
             "rkd_distance": float(self.hp["w_distance"]) * distance,
             "rkd_angle": float(self.hp["w_angle"]) * angle,
         }
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

@@ -22,7 +22,7 @@ from torch import nn
 
 from methods import register_method
 from methods._feature_common import ctx_stages, match_spatial
-from methods.base import Context, Method, kd_divergence
+from methods.base import Context, Method
 
 
 def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -84,6 +84,5 @@ class VID(Method):
         alpha = float(self.hp["alpha"])
         nll = sum(reg(feats.post[i], t_feats.post[j]) for reg, i, j in zip(self.regressors, self.s_idx, self.t_idx))
         losses = {"ce": (1.0 - alpha) * F.cross_entropy(logits, y), "vid": float(self.hp["beta"]) * nll}
-        if alpha > 0:
-            losses["kd"] = alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))
+        losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

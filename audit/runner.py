@@ -118,7 +118,7 @@ def execute_study(
         console.print(f"[yellow]warning:[/] {w}")
     (study_dir / "budget_warnings.txt").write_text("".join(w + "\n" for w in warnings))
     results = journal.write_tables(study_dir)
-    summary = summarise(results)
+    summary = summarise(results, study.all_methods)
     summary.to_csv(study_dir / "summary.csv", index=False)
     (study_dir / "timings.json").write_text(json.dumps(timings, indent=2))
     from audit.report import write_report  # matplotlib and jinja2 load only once there is something to show

@@ -59,10 +59,29 @@ def _with_driver(url: str) -> str:
 
 def optuna_storage(study: Study, study_dir: Path) -> optuna.storages.BaseStorage:
     url = storage_url(study, study_dir)
-    try:
-        return optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
-    except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear line
-        raise AuditError(f"cannot open Optuna storage {redact(url)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(_SCHEMA_RACE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
+        except (IntegrityError, ProgrammingError) as exc:
+            # Two drivers creating Optuna's tables in an empty PostgreSQL database at the same
+            # moment collide (duplicate type/relation); the loser finds the tables made on retry.
+            text = str(exc).lower()
+            if attempt + 1 < _SCHEMA_RACE_ATTEMPTS and ("duplicate" in text or "already exists" in text):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise AuditError(_storage_error(url, exc)) from None
+        except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear line
+            raise AuditError(_storage_error(url, exc)) from None
+    raise AssertionError("unreachable")
+
+
+_SCHEMA_RACE_ATTEMPTS = 6
+
+
+def _storage_error(url: str, exc: Exception) -> str:
+    return f"cannot open Optuna storage {redact(url)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
 
 def optuna_study_name(study: Study, method: str) -> str:

@@ -8,15 +8,18 @@ import pandas as pd
 SUMMARY_COLUMNS = ["method", "runs", "test_mean", "test_std", "vs_nokd", "vs_kd", "search_ok", "search_failed", "best_config"]
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of last-epoch test accuracy over confirmation seeds; gains over nokd and kd."""
+def summarise(results: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
+    """Mean and std of last-epoch test accuracy over confirmation seeds; gains over nokd and kd.
+
+    Rows follow ``methods`` (the study's order) so that the table does not depend on which
+    concurrent trial happened to finish first; methods not listed follow in journal order."""
     if results.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     conf = results[(results.phase == "confirm") & (results.status == "ok")]
     search = results[results.phase == "search"]
     means = conf.groupby("method")["test_acc_last"].mean()
     rows = []
-    for method in dict.fromkeys(results.method):
+    for method in dict.fromkeys([*(methods or []), *results.method]):
         acc = conf.loc[conf.method == method, "test_acc_last"].astype(float)
         s = search[search.method == method]
         hp_cols = [c for c in conf.columns if c.startswith("hp_")]

@@ -9,7 +9,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pandas as pd
 import pytest

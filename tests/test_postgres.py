@@ -123,3 +123,29 @@ def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache)
     assert len(written) > 10
     for path in written:
         assert password.encode() not in path.read_bytes(), f"the storage password is written in {path}"
+
+
+def _open_storage(url: str) -> str:
+    from audit.search import optuna_storage
+    from audit.study import Study
+
+    optuna_storage(Study(name="race", methods=["kd"], storage=url), Path("."))
+    return "ok"
+
+
+def test_drivers_creating_the_schema_at_once_all_open_it(postgres):
+    """Optuna creates its tables on first use; several drivers doing that at the same moment on an
+    empty database collide inside PostgreSQL, and each must still open the storage."""
+    import concurrent.futures
+    import multiprocessing
+
+    import psycopg2
+
+    url, password = postgres
+    conn = psycopg2.connect(url.replace("/optuna", "/postgres"))
+    conn.autocommit = True
+    conn.cursor().execute("CREATE DATABASE fresh")
+    conn.close()
+    fresh = url.replace("/optuna", "/fresh")
+    with concurrent.futures.ProcessPoolExecutor(6, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert list(pool.map(_open_storage, [fresh] * 6)) == ["ok"] * 6

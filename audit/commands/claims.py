@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import sys
 
 from audit.errors import AuditError
 
@@ -27,10 +26,10 @@ def _id_or_name(row, field: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
-    from rich.console import Console
     from rich.table import Table
 
     from audit import claims as reg
+    from audit.console import make_console
 
     df = reg.load_claims(args.registry)
     given = {f: getattr(args, f) for f in _FILTERS if getattr(args, f) is not None}
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     sel = reg.filter_claims(df, **given)
 
     # Piped output keeps whole rows; a terminal gets its own width.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = make_console()
     title = "Published claims" + (" (" + ", ".join(f"{k}={v}" for k, v in given.items()) + ")" if given else "")
     table = Table(title=title)
     for col in ("claim", "paper", "method", "dataset", "teacher -> student", "claimed", "rule", "source"):

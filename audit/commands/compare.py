@@ -61,8 +61,9 @@ def _parse(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _show(v) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from audit.console import make_console
 
     def num(x: float | None, fmt: str = ".2f") -> str:
         return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
@@ -94,7 +95,7 @@ def _show(v) -> None:
     ]
     for k, val in rows:
         table.add_row(k, val)
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(v.explanation, soft_wrap=True, highlight=False)
 

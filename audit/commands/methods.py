@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 
+from audit.console import make_console
 from methods import get_method, method_names
 
 
@@ -24,5 +24,5 @@ def main(args: argparse.Namespace) -> int:
             m.name, ", ".join(m.aliases), m.paper, str(m.year or ""), m.family,
             ", ".join(m.search_space()), m.extra_cost,
         )
-    Console().print(table)
+    make_console().print(table)
     return 0

@@ -9,7 +9,8 @@ import argparse
 from pathlib import Path
 
 from audit import journal
-from audit.commands.run import announce, make_console, print_summary
+from audit.commands.run import announce, print_summary
+from audit.console import make_console
 from audit.errors import AuditError
 from audit.runner import Paths, execute_study, prepare
 from audit.search import reconcile

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from audit.console import make_console
 from audit.errors import AuditError
 from audit.runner import Paths, create_study_dir, execute_study, prepare
 from audit.study import DEFAULT_RECIPE, Study
@@ -94,13 +95,6 @@ def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: 
             f"{r.search_ok}/{r.search_failed}", r.best_config,
         )
     console.print(table)
-
-
-def make_console() -> Console:
-    console = Console()
-    if not console.is_terminal:
-        console.width = 150  # logs and pipes: keep table rows on one line
-    return console
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ JOURNAL = "trials.jsonl"
 RESULT_COLUMNS = [
     "method", "phase", "trial", "seed", "status", "reason",
     "val_acc_best", "val_acc_last", "test_acc_best", "test_acc_last", "best_epoch",
-    "epochs", "pretrain_epochs", "steps", "images", "flops", "wall_s", "budget_hash",
+    "epochs", "pretrain_epochs", "steps", "images", "flops", "wall_s", "budget_hash", "accel",
 ]
 
 

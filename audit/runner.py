@@ -78,7 +78,7 @@ def execute_study(
     teacher: Teacher | None = None
     if any(get_method(m).needs_teacher for m in study.all_methods):
         with console.status(f"teacher {study.teacher} on {study.dataset} (trained once, then cached)"):
-            teacher = get_teacher(splits, study.teacher, seed=study.teacher_seed, cache_dir=paths.cache_dir)
+            teacher = get_teacher(splits, study.teacher, seed=study.teacher_seed, cache_dir=paths.cache_dir, accel=study.accel)
         how = "from cache" if teacher.from_cache else f"trained in {teacher.meta['wall_s']:.0f}s"
         console.print(f"teacher {study.teacher}: val {teacher.meta['val_acc']:.2f}%  test {teacher.meta['test_acc']:.2f}%  ({how})")
         (study_dir / "teacher.json").write_text(json.dumps(teacher.meta, indent=2))
@@ -86,7 +86,7 @@ def execute_study(
     if teacher is not None:
         for arch in study.extra_teachers:  # multi-teacher methods: each trained once and cached too
             with console.status(f"extra teacher {arch}"):
-                extra = get_teacher(splits, arch, seed=study.teacher_seed, cache_dir=paths.cache_dir)
+                extra = get_teacher(splits, arch, seed=study.teacher_seed, cache_dir=paths.cache_dir, accel=study.accel)
             console.print(f"extra teacher {arch}: val {extra.meta['val_acc']:.2f}%  test {extra.meta['test_acc']:.2f}%")
             states[arch] = state_of(extra.model)
     timings["teacher_s"] = time.perf_counter() - t0

@@ -96,7 +96,7 @@ def sampler_for(study: Study, method: str) -> optuna.samplers.BaseSampler:
 def trial_spec(study: Study, method: str, seed: int, threads: int) -> Spec:
     return Spec(
         method, study.student, study.teacher, study.recipe, seed, threads, study.paper_protocol, study.budget_hash(),
-        study.assistant, tuple(study.extra_teachers),
+        study.assistant, tuple(study.extra_teachers), study.accel,
     )
 
 

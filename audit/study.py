@@ -17,7 +17,7 @@ import tomli_w
 from audit.data import dataset_names
 from audit.errors import AuditError, unknown
 from audit.models import model_names
-from audit.train import Recipe
+from audit.train import Accel, Recipe
 from methods import canonical_name
 
 BACKENDS = ("ray", "local")
@@ -51,6 +51,7 @@ class Study:
     max_concurrent: int | None = None
     max_failures: int = 1  # Tune retries of a crashed trial (lost worker or node); NaN/OOM are not retried
     address: str | None = None
+    accel: Accel = Accel()  # speed settings: not part of the budget, recorded with every run
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -148,6 +149,8 @@ class Study:
                 d["recipe"] = Recipe(**r)
             except TypeError as exc:
                 raise AuditError(f"bad [recipe] in study: {exc}") from None
+        if "accel" in d:
+            d["accel"] = Accel.from_dict(dict(d["accel"]))
         return cls(**d)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from audit.data import Splits
 from audit.models import build_model
-from audit.train import Recipe, run
+from audit.train import Accel, Recipe, run
 
 TEACHER_RECIPE = Recipe(epochs=30, batch_size=128, lr=0.1)
 TEACHER_STRENGTH = 0.3
@@ -86,12 +86,16 @@ def get_teacher(
     recipe: Recipe = TEACHER_RECIPE,
     strength: float = TEACHER_STRENGTH,
     cache_dir: Path | None = None,
+    accel: Accel = Accel(),
 ) -> Teacher:
     """The cached teacher or a freshly trained one (trained on the train split, never on val or test)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key, ident = teacher_key(splits, arch, seed, recipe, strength)
-    weights, meta_path = cache / f"{key}.safetensors", cache / f"{key}.json"
     device = splits.train.x.device
+    accel = accel.on(device)
+    key, ident = teacher_key(splits, arch, seed, recipe, strength)
+    if accel.bf16:  # the one speed setting that changes the weights enough to be a different teacher
+        key, ident = f"{key}-bf16", {**ident, "bf16": True}
+    weights, meta_path = cache / f"{key}.safetensors", cache / f"{key}.json"
     loaded = _try_load(weights, meta_path, ident, splits, arch)
     if loaded is not None:
         model, meta = loaded
@@ -99,7 +103,7 @@ def get_teacher(
 
     result, model = run(
         method="nokd", config={"strength": strength}, splits=splits, student_arch=arch,
-        teacher=None, recipe=recipe, seed=seed,
+        teacher=None, recipe=recipe, seed=seed, accel=accel,
     )
     if result.status != "ok":
         from audit.errors import AuditError
@@ -117,6 +121,7 @@ def get_teacher(
         "test_acc": result.test_last,
         "epochs": result.epochs,
         "wall_s": result.wall_s,
+        "accel": accel.label(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "torch": torch.__version__,
         "host": platform.node(),

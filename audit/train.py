@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -82,6 +82,19 @@ class Accel:
         if device.type == "cuda":
             return self
         return replace(self, bf16=False, compile=False)
+
+    def label(self) -> str:
+        """The settings that are on, e.g. ``channels_last+teacher_cache`` (``none`` when all are off)."""
+        on = [f.name for f in fields(self) if isinstance(getattr(self, f.name), bool) and getattr(self, f.name)]
+        return "+".join(on) or "none"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Accel":
+        allowed = [f.name for f in fields(cls)]
+        extra = sorted(set(d) - set(allowed))
+        if extra:
+            raise AuditError(f"unknown [accel] keys {extra}; allowed: {', '.join(allowed)}")
+        return cls(**d)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()

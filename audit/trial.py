@@ -13,7 +13,7 @@ import torch
 
 from audit.data import Splits
 from audit.models import build_model
-from audit.train import Recipe, run
+from audit.train import Accel, Recipe, run
 from methods import get_method
 
 
@@ -31,6 +31,7 @@ class Spec:
     budget_hash: str = ""
     assistant: str | None = None  # TAKD's teacher assistant architecture
     extra_teachers: tuple[str, ...] = ()  # further teachers of multi-teacher methods
+    accel: Accel = Accel()  # speed settings (not budget); the ones that act on the device are recorded
 
 
 def pick_device(gpus: float) -> torch.device:
@@ -63,6 +64,7 @@ def execute(
         teacher=rebuild(spec.teacher) if needs_teacher else None,
         extra_teachers=[rebuild(a) for a in spec.extra_teachers] if needs_teacher else [],
         assistant=spec.assistant, recipe=spec.recipe, seed=spec.seed, on_epoch=on_epoch, paper_protocol=spec.paper_protocol,
+        accel=spec.accel,
     )
     best_epoch = int(torch.tensor(result.val_acc).argmax()) + 1 if result.val_acc else None
     return {
@@ -86,4 +88,5 @@ def execute(
         "val_curve": result.val_acc,
         "test_curve": result.test_acc,
         "budget_hash": spec.budget_hash,
+        "accel": spec.accel.on(device).label(),
     }

@@ -71,11 +71,13 @@ def _check_study(folder, methods, trials, seeds):
 @pytest.mark.slow
 def test_end_to_end_local(tmp_path, teacher_cache, capsys):
     code = main(["run", "--method", "fitnet", "--trials", "2", "--seeds", "2", "--epochs", "1", "--backend", "local",
-                 "--out", str(tmp_path), "--name", "loc", "--cache-dir", str(teacher_cache)])
+                 "--out", str(tmp_path), "--name", "loc", "--cache-dir", str(teacher_cache), "--no-channels-last"])
     assert code == 0
     out = capsys.readouterr().out
     assert "feature_kd" in out and "confirmed test accuracy" in out
     _check_study(tmp_path / "loc", ["nokd", "kd", "feature_kd"], 2, 2)
+    # The speed settings that acted are recorded with every run (bf16/compile are CUDA-only).
+    assert set(pd.read_csv(tmp_path / "loc" / "results.csv").accel) == {"teacher_cache"}
 
 
 @pytest.mark.slow
@@ -84,3 +86,4 @@ def test_end_to_end_ray(tmp_path, teacher_cache, ray_session):
                  "--out", str(tmp_path), "--name", "ray", "--cache-dir", str(teacher_cache)])
     assert code == 0
     _check_study(tmp_path / "ray", ["nokd", "kd", "feature_kd"], 3, 2)
+    assert set(pd.read_csv(tmp_path / "ray" / "results.csv").accel) == {"channels_last+teacher_cache"}

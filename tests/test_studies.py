@@ -34,3 +34,31 @@ def test_round_trip(tmp_path):
     s.write(tmp_path / "study.toml")
     back = Study.read(tmp_path / "study.toml")
     assert back.budget_hash() == s.budget_hash() and back.methods == ["kd", "feature_kd"]
+
+
+def test_speed_settings_are_stored_but_not_budget(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('name = "x"\nmethods = ["kd"]\n\n[accel]\nchannels_last = false\nbf16 = true\n')
+    s = Study.read(f)
+    assert not s.accel.channels_last and s.accel.bf16 and s.accel.teacher_cache
+    assert s.budget_hash() == Study(name="x", methods=["kd"]).budget_hash()
+    s.write(tmp_path / "study.toml")
+    assert Study.read(tmp_path / "study.toml").accel == s.accel
+    f.write_text('name = "x"\nmethods = ["kd"]\n\n[accel]\nfp8 = true\n')
+    with pytest.raises(AuditError, match=r"unknown \[accel\] keys \['fp8'\]; allowed: channels_last, bf16"):
+        Study.read(f)
+
+
+def test_speed_flags_override_the_study_file(tmp_path):
+    import argparse
+
+    from audit.commands.run import register, study_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    f = tmp_path / "s.toml"
+    f.write_text('name = "x"\nmethods = ["kd"]\n\n[accel]\nbf16 = true\n')
+    s = study_from_args(parser.parse_args(["run", str(f), "--no-channels-last"]))
+    assert (s.accel.channels_last, s.accel.bf16) == (False, True)
+    s = study_from_args(parser.parse_args(["run", "--method", "kd", "--compile", "--no-teacher-cache"]))
+    assert (s.accel.compile, s.accel.teacher_cache, s.accel.channels_last) == (True, False, True)

@@ -55,7 +55,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--assistant", default=None, help="takd's assistant architecture (default: a ResNet between teacher and student)")
     p.add_argument("--extra-teacher", action="append", default=[], help="mkd's further teachers (repeatable; default wrn_16_2)")
     p.add_argument("--paper-protocol", action="store_true", help="give extra stages (takd, ab, ft, fsp) their own full budget; reported as more compute")
+    speed = p.add_argument_group("speed settings (not part of the budget; a study file's [accel] unless given here)")
+    for flag, what in SPEED_FLAGS.items():
+        speed.add_argument(f"--{flag.replace('_', '-')}", dest=f"accel_{flag}", action=argparse.BooleanOptionalAction, default=None, help=what)
     p.set_defaults(func=main)
+
+
+SPEED_FLAGS = {
+    "channels_last": "NHWC layout for activations and weights (default on; oneDNN's and cuDNN's faster path)",
+    "bf16": "bf16 autocast of forward passes, CUDA only (default off; changes the numbers)",
+    "compile": "torch.compile the student and teachers, CUDA only (default off)",
+    "teacher_cache": "reuse the teacher's outputs when batches are not augmented (default on; bitwise exact)",
+}
+
+
+def _with_speed_flags(study: Study, args: argparse.Namespace) -> Study:
+    given = {k: getattr(args, f"accel_{k}") for k in SPEED_FLAGS if getattr(args, f"accel_{k}", None) is not None}
+    if given:
+        study.accel = dataclasses.replace(study.accel, **given)
+    return study
 
 
 def study_from_args(args: argparse.Namespace) -> Study:
@@ -66,7 +84,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
         for flag in ("storage", "address"):
             if getattr(args, flag):
                 setattr(study, flag, getattr(args, flag))
-        return study
+        return _with_speed_flags(study, args)
     if not args.method:
         raise AuditError("give at least one --method (see `audit methods`)")
     name = args.name or f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -80,7 +98,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
     )
     if args.epochs is not None:
         kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
-    return Study(**kwargs)
+    return _with_speed_flags(Study(**kwargs), args)
 
 
 def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: ANN001

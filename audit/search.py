@@ -334,6 +334,7 @@ def ensure_ray(study: Study) -> None:
         return
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if study.address:
+        _check_answers(study.address)
         try:
             ray.init(address=study.address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - one clear line instead of Ray's traceback
@@ -345,6 +346,21 @@ def ensure_ray(study: Study) -> None:
     else:
         # "local": a fresh instance even when `ray start` left a cluster address on this machine.
         ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
+
+
+def _check_answers(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at a ``host:port`` address: Ray itself retries for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto" and client URLs are left to Ray
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AuditError(
+            f"cannot join the Ray cluster at {address!r}: nothing answers there ({reason}); "
+            "give the head node's address as printed by `ray start --head` (host:6379) or auto"
+        ) from None
 
 
 def default_concurrency(study: Study) -> int:

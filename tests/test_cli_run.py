@@ -87,3 +87,18 @@ def test_end_to_end_ray(tmp_path, teacher_cache, ray_session):
     assert code == 0
     _check_study(tmp_path / "ray", ["nokd", "kd", "feature_kd"], 3, 2)
     assert set(pd.read_csv(tmp_path / "ray" / "results.csv").accel) == {"channels_last+teacher_cache"}
+
+
+def test_an_address_where_nothing_answers_fails_in_seconds(tmp_path, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    code = main(["run", "--method", "kd", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and time.monotonic() - start < 30
+    assert f"cannot join the Ray cluster at '127.0.0.1:{port}': nothing answers there" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -284,3 +284,68 @@ def job_report(s: JobSplit) -> list[str]:
     for m, (mean, std) in sorted(s.accuracies.items()):
         lines.append(f"  confirmed test accuracy {m}: {mean:.2f} ± {std:.2f}")
     return lines
+
+
+# --- speed settings do not trade accuracy ----------------------------------------------------
+
+# Each against the plain float32 NCHW engine; the teacher cache is off throughout (it is bitwise exact).
+ACCURACY_SETTINGS = {
+    "float32 NCHW (baseline)": Accel(channels_last=False, teacher_cache=False),
+    "channels-last": Accel(channels_last=True, teacher_cache=False),
+    "bf16 autocast": Accel(channels_last=True, bf16=True, teacher_cache=False),
+    "torch.compile": Accel(channels_last=True, compile=True, teacher_cache=False),
+}
+
+
+@dataclass
+class AccuracyRow:
+    setting: str
+    accel: Accel
+    runs: list[float]  # test accuracy at the last epoch, one per seed; empty when not run
+    note: str = ""  # why it was not run, or the comparison with the baseline
+
+
+def accuracy_check(*, epochs: int, seeds: int, device: torch.device, cache_dir: Path | None,
+                   log: Callable[[str], None] = print) -> list[AccuracyRow]:
+    """Train the default digits pair with ``kd`` under each speed setting over the same seeds;
+    compare each setting's test accuracies with the baseline's (Welch). Settings that act only
+    on CUDA are listed as not run elsewhere."""
+    from audit.data import load_splits
+    from audit.stats import compare_methods
+    from audit.study import DEFAULT_RECIPE
+    from audit.teachers import get_teacher
+
+    splits = load_splits("digits", split_seed=0, device=str(device))
+    teacher = get_teacher(splits, "resnet20", cache_dir=cache_dir).model
+    recipe = Recipe(**{**DEFAULT_RECIPE.to_dict(), "epochs": epochs, "milestones": DEFAULT_RECIPE.milestones})
+    rows = []
+    for setting, accel in ACCURACY_SETTINGS.items():
+        if accel.on(device) != accel:
+            rows.append(AccuracyRow(setting, accel, [], f"CUDA only: not run on {device.type}"))
+            continue
+        runs = []
+        for seed in range(1, seeds + 1):
+            result, _ = run(method="kd", config={**KD_CONFIG, "strength": 0.5}, splits=splits, student_arch="resnet8",
+                            teacher=teacher, recipe=recipe, seed=seed, accel=accel)
+            runs.append(result.test_last if result.status == "ok" else float("nan"))
+        log(f"  {setting}: {' '.join(f'{r:.2f}' for r in runs)}")
+        rows.append(AccuracyRow(setting, accel, runs))
+    base = rows[0].runs
+    for row in rows[1:]:
+        if row.runs == base:
+            row.note = "identical to the baseline: same within noise"
+        elif row.runs:
+            c = compare_methods(row.runs, base)
+            same = c.p_two_sided >= 0.05
+            row.note = (f"diff {c.gain:+.2f} (95% CI {c.gain_ci_low:+.2f} to {c.gain_ci_high:+.2f}), Welch p = {c.p_two_sided:.2f}: "
+                        + ("same within noise" if same else "DIFFERS from the baseline"))
+    return rows
+
+
+def accuracy_report(rows: list[AccuracyRow], epochs: int) -> list[str]:
+    lines = [f"accuracy check: kd, resnet20 -> resnet8 on digits, {epochs} epochs, test accuracy (%) at the last epoch, "
+             f"mean ± std over seeds"]
+    for r in rows:
+        acc = f"{statistics.mean(r.runs):6.2f} ± {statistics.stdev(r.runs):.2f}" if len(r.runs) > 1 else "     -       "
+        lines.append(f"  {r.setting:<24} {acc}  {r.note}".rstrip())
+    return lines

@@ -202,3 +202,22 @@ def test_main_job_split_from_a_study_folder(tmp_path):
     assert "main job wall time: 100.0s" in lines and "training share" in lines and "feature_kd: 98.00" in lines
     # A teacher created before the run started came from the cache: no training time.
     assert bench.split_study(tmp_path, wall_s=100.0, started_at=2e9).teacher_train_s == 0.0
+
+
+def test_accuracy_check_compares_each_setting_with_the_baseline(capsys, teacher_cache):
+    code = main(["bench", "--case", "none", "--accuracy", "--acc-epochs", "1", "--acc-seeds", "2",
+                 "--cache-dir", str(teacher_cache)])
+    out = capsys.readouterr().out
+    assert code == 0
+    runs = {m.group(1): [float(v) for v in m.group(2).split()] for m in re.finditer(r"^  (.+?): ([\d. ]+)$", out, re.M)}
+    base, nhwc = runs["float32 NCHW (baseline)"], runs["channels-last"]
+    assert len(base) == len(nhwc) == 2 and all(0 < v <= 100 for v in base + nhwc)
+    # Same seeds, float-precision differences only: one seed's accuracy moves by a few images at most.
+    assert all(abs(a - b) < 2.0 for a, b in zip(base, nhwc))
+    assert re.search(r"channels-last +[\d.]+ ± [\d.]+ +(diff [+-][\d.]+ \(95% CI .* Welch p = [\d.]+|identical to the baseline): (same within noise|DIFFERS)", out)
+    assert out.count("CUDA only: not run on cpu") == 2
+
+
+def test_accuracy_check_needs_two_seeds(capsys):
+    assert main(["bench", "--case", "none", "--accuracy", "--acc-seeds", "1"]) == 2
+    assert "--acc-seeds must be at least 2" in capsys.readouterr().err

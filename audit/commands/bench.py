@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="KD training throughput: our engine against a DataLoader + PIL reference loop")
     p.add_argument("--case", choices=("all", "cifar", "digits", "none"), default="all",
                    help="cifar: resnet26 -> resnet8 at 3x32x32 (synthetic); digits: resnet20 -> resnet8 at 1x8x8; "
-                        "none: only --main-job (default all)")
+                        "none: only --main-job and --accuracy (default all)")
     p.add_argument("--steps", type=_positive("--steps"), default=20, help="training steps per measurement (default 20)")
     p.add_argument("--repeats", type=_positive("--repeats"), default=3, help="measurements per loop; medians are compared (default 3)")
     p.add_argument("--batch-size", type=_positive("--batch-size"), default=64, help="batch size (default 64, as the studies)")
@@ -33,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--job-seeds", type=_positive("--job-seeds"), default=5, help="main job: confirmation seeds (default 5)")
     p.add_argument("--job-epochs", type=_positive("--job-epochs"), default=None, help="main job: epochs (default: the study default)")
     p.add_argument("--job-out", type=Path, default=None, help="main job: folder for its study folder (default: a temporary folder)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="main job: teacher cache (default: the user's cache)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also check that the speed settings (channels-last; bf16 and torch.compile on CUDA) keep accuracy: "
+                        "kd on digits over seeds, each setting against plain float32 NCHW")
+    p.add_argument("--acc-epochs", type=_positive("--acc-epochs"), default=8, help="accuracy check: epochs per run (default 8)")
+    p.add_argument("--acc-seeds", type=_positive("--acc-seeds"), default=3, help="accuracy check: seeds per setting (default 3, at least 2)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="main job and accuracy check: teacher cache (default: the user's cache)")
     p.set_defaults(func=main)
 
 
@@ -55,6 +60,13 @@ def main(args: argparse.Namespace) -> int:
         print("\n".join(bench.report(m)), flush=True)
         if key == "cifar":
             speedup = m.ratio
+    if args.accuracy:
+        if args.acc_seeds < 2:
+            raise AuditError(f"--acc-seeds must be at least 2 to compare settings, got {args.acc_seeds}")
+        print(f"accuracy check on {device}: kd, {args.acc_seeds} seeds x {args.acc_epochs} epochs per setting", flush=True)
+        rows = bench.accuracy_check(epochs=args.acc_epochs, seeds=args.acc_seeds, device=device, cache_dir=args.cache_dir,
+                                    log=lambda line: print(line, flush=True))
+        print("\n".join(bench.accuracy_report(rows, args.acc_epochs)), flush=True)
     if args.main_job:
         with tempfile.TemporaryDirectory(prefix="kd-audit-bench-") as tmp:
             out = args.job_out or Path(tmp)

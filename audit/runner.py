@@ -103,6 +103,11 @@ def execute_study(
             if rec.get("status") == "ok":
                 best[m] = max(best.get(m, float("-inf")), rec["val_acc"])
             progress.update(tasks[m], advance=1, note=f"best val {best[m]:.2f}%" if m in best else "")
+            if not console.is_terminal:  # a log has no live bars: one line per finished trial
+                done = int(progress.tasks[tasks[m]].completed)
+                what = f"val {rec['val_acc']:.2f}%" if rec.get("status") == "ok" else f"FAILED ({rec.get('reason')})"
+                best_txt = f", best {best[m]:.2f}%" if m in best else ""
+                console.print(f"search {m} {done}/{study.trials}: {what}{best_txt}, {rec.get('wall_s', 0):.1f}s", highlight=False)
 
         search(study, study_dir, splits, states, on_trial)
     timings["search_s"] = time.perf_counter() - t1
@@ -110,7 +115,13 @@ def execute_study(
     t2 = time.perf_counter()
     with _progress(console) as progress:
         task = progress.add_task("confirm on test", total=len(pending_runs(study, study_dir)), note="")
-        confirm(study, study_dir, splits, states, lambda rec: progress.update(task, advance=1, note=rec["method"]))
+        def on_run(rec: dict) -> None:
+            progress.update(task, advance=1, note=rec["method"])
+            if not console.is_terminal:
+                what = f"test {rec['test_acc_last']:.2f}%" if rec.get("status") == "ok" else f"FAILED ({rec.get('reason')})"
+                console.print(f"confirm {rec['method']} seed {rec['seed']}: {what}, {rec.get('wall_s', 0):.1f}s", highlight=False)
+
+        confirm(study, study_dir, splits, states, on_run)
     timings["confirm_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     warnings = check_equal(journal.read(study_dir), allow_unequal=allow_unequal_budgets)

@@ -1,6 +1,7 @@
 """`audit run` as a user runs it: bad input is one line and exit 2 with nothing left behind;
 small end-to-end studies through the local backend and through Ray Tune."""
 import math
+import re
 
 import optuna
 import pandas as pd
@@ -75,6 +76,9 @@ def test_end_to_end_local(tmp_path, teacher_cache, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "feature_kd" in out and "confirmed test accuracy" in out
+    # Output to a log (not a terminal) gets a line per finished run instead of live bars.
+    assert re.search(r"^search feature_kd 2/2: val [\d.]+%, best [\d.]+%, [\d.]+s$", out, re.M)
+    assert re.search(r"^confirm nokd seed 2: test [\d.]+%, [\d.]+s$", out, re.M)
     _check_study(tmp_path / "loc", ["nokd", "kd", "feature_kd"], 2, 2)
     # The speed settings that acted are recorded with every run (bf16/compile are CUDA-only).
     assert set(pd.read_csv(tmp_path / "loc" / "results.csv").accel) == {"teacher_cache"}

@@ -53,16 +53,31 @@ def style():
 
 
 def colours(methods: Sequence[str]) -> dict[str, str]:
-    """One stable colour per method: the references keep theirs in every figure."""
-    out: dict[str, str] = {}
-    i = 0
-    for m in methods:
-        if m in REFERENCE_COLOURS:
-            out[m] = REFERENCE_COLOURS[m]
-        else:
-            out[m] = _PALETTE[i % len(_PALETTE)]
-            i += 1
+    """One stable colour per method: the references keep theirs in every figure. Past the eight
+    of the base palette (an every-method study has 26) the colours come from tab20 and tab20b,
+    and ``markers`` tells apart any that still look alike."""
+    others = [m for m in methods if m not in REFERENCE_COLOURS]
+    palette = _PALETTE
+    if len(others) > len(_PALETTE):
+        from matplotlib.colors import to_hex
+
+        palette = [to_hex(c) for name in ("tab20", "tab20b") for c in plt.get_cmap(name).colors]
+        palette = [c for c in palette if c not in REFERENCE_COLOURS.values()]
+    out = {m: REFERENCE_COLOURS[m] for m in methods if m in REFERENCE_COLOURS}
+    out.update({m: palette[i % len(palette)] for i, m in enumerate(others)})
     return out
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
+def markers(methods: Sequence[str]) -> dict[str, str]:
+    """One marker per method, so lines and dots stay apart where colours run out or look alike."""
+    return {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(methods)}
+
+
+def _legend_columns(n: int) -> int:
+    return 1 if n <= 14 else 2
 
 
 def to_png(fig: Figure) -> bytes:
@@ -117,19 +132,33 @@ def ranking(runs: Mapping[str, Sequence[float]], ci: Mapping[str, tuple[float, f
 
 def expected_max_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
                         colour: Mapping[str, str]) -> Figure:
-    """Expected best validation accuracy against the number of trials, mean ± 1 sd band."""
+    """Expected best validation accuracy against the number of trials: on the left the whole
+    range with mean ± 1 sd bands (clipped to 0-100 %), on the right the means zoomed on where
+    the curves end."""
+    marker = markers(list(curves))
     with style():
-        fig, (ax,) = _new(8.0, 4.2)
-        for m, (mean, sd) in curves.items():
-            n = np.arange(1, len(mean) + 1)
-            ax.plot(n, mean, marker="o", ms=3, color=colour[m], label=short(m))
-            ax.fill_between(n, mean - sd, mean + sd, color=colour[m], alpha=0.12, lw=0)
-        ax.set_xlabel("number of hyper-parameter trials n (trials)")
-        ax.set_ylabel("expected best validation accuracy (%)")
-        ax.set_title("Equal-budget curves: expected best of n trials")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        fig, axes = _new(11.0, 4.4, ncols=2)
+        for ax in axes:
+            for m, (mean, sd) in curves.items():
+                n = np.arange(1, len(mean) + 1)
+                ax.plot(n, mean, marker=marker[m], ms=4, color=colour[m], label=short(m))
+                if ax is axes[0]:  # bands on the zoomed panel would bury its lines
+                    ax.fill_between(n, np.clip(mean - sd, 0, 100), np.clip(mean + sd, 0, 100), color=colour[m], alpha=0.08, lw=0)
+            ax.set_xlabel("number of hyper-parameter trials n (trials)")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        axes[0].set_ylabel("expected best validation accuracy (%)")
+        axes[0].set_title("whole range")
+        axes[1].set_title("zoomed on the end of the budget")
+        ends = [float(mean[-1]) for mean, _ in curves.values() if len(mean)]
+        if ends:
+            low = min(ends)
+            top = max(float(np.max(mean)) for mean, _ in curves.values() if len(mean))
+            pad = max(0.25, 0.15 * (top - low))
+            axes[1].set_ylim(low - pad, min(100.0, top + pad) + 0.05)
+        fig.suptitle("Equal-budget curves: expected best of n trials", fontweight="bold")
         if curves:
-            ax.legend(title="method", fontsize=8)
+            fig.legend(*axes[0].get_legend_handles_labels(), title="method", loc="outside right upper", fontsize=8,
+                       ncol=_legend_columns(len(curves)))
     return fig
 
 
@@ -138,6 +167,7 @@ def sensitivity(points: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
     """Validation accuracy of every search trial against each shared hyper-parameter.
 
     ``points[method][hp] = (hp values, val accuracies)``."""
+    marker = markers(list(points))
     with style():
         fig, axes = _new(4.0 * len(hps), 3.8, ncols=len(hps), sharey=True)
         for ax, hp in zip(axes, hps):
@@ -145,7 +175,7 @@ def sensitivity(points: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
             for m, by_hp in points.items():
                 if hp in by_hp and len(by_hp[hp][0]):
                     x, y = by_hp[hp]
-                    ax.scatter(x, y, s=20, color=colour[m], alpha=0.7, edgecolor="none", label=short(m))
+                    ax.scatter(x, y, s=20, color=colour[m], marker=marker[m], alpha=0.7, edgecolor="none", label=short(m))
                     drawn = True
             if not drawn:
                 ax.text(0.5, 0.5, "no method searched it", ha="center", va="center", transform=ax.transAxes,
@@ -161,7 +191,7 @@ def sensitivity(points: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
                     handles.append(h)
                     labels.append(lab)
         if handles:
-            fig.legend(handles, labels, title="method", loc="outside right upper", fontsize=8)
+            fig.legend(handles, labels, title="method", loc="outside right upper", fontsize=8, ncol=_legend_columns(len(labels)))
     return fig
 
 

@@ -613,7 +613,8 @@ def budget_curves_section(folder: StudyFolder, runs: dict[str, Runs], colour: di
             sec.p(f"The order is the same with one trial and with every trial: {' > '.join(last)}.")
     if curves:
         sec.figure("equal_budget", "Equal-budget curves", "Read each curve at the same n: a method whose curve "
-                   "rises above the others only at large n wins only with more tuning; bands are ±1 standard deviation.",
+                   "rises above the others only at large n wins only with more tuning. Left: the whole range, bands ±1 "
+                   "standard deviation; right: the same means zoomed on the end of the budget.",
                    lambda: figures.expected_max_curves(curves, colour))
     else:
         sec.warn("No search trial has finished yet.")

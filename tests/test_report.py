@@ -96,6 +96,23 @@ def _folder(tmp: Path, records: list[dict], **spec) -> StudyFolder:
     return StudyFolder(tmp, "", {**base, **spec}, records, None, None)
 
 
+def test_every_method_of_a_large_study_gets_its_own_style() -> None:
+    from audit import figures
+    from methods import method_names
+
+    methods = method_names()  # the every-method study: 26 methods, references included
+    colour, marker = figures.colours(methods), figures.markers(methods)
+    styles = {(colour[m], marker[m]) for m in methods}
+    assert len(styles) == len(methods)
+    # The references keep their colours, which no other method shares.
+    assert colour["nokd"] == figures.REFERENCE_COLOURS["nokd"] and colour["kd"] == figures.REFERENCE_COLOURS["kd"]
+    assert list(colour.values()).count(colour["kd"]) == list(colour.values()).count(colour["nokd"]) == 1
+    curves = {m: (np.linspace(50 + i, 99 - i / 10, 6), np.full(6, 2.0)) for i, m in enumerate(methods)}
+    fig = figures.expected_max_curves(curves, colour)
+    low, high = fig.axes[1].get_ylim()  # the zoomed panel frames where the curves end
+    assert low > 95 and high <= 100.05
+
+
 def test_importances_from_the_journal(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     records = []

@@ -169,17 +169,24 @@ def wait_for_other_drivers(study: Study, study_dir: Path, poll_s: float = 2.0) -
     chosen from the whole budget even when other drivers sharing the storage are still finishing."""
     storage, me, warned = optuna_storage(study, study_dir), driver_id(study_dir), False
     while True:
-        running = 0
+        others: dict[str, int] = {}
         for method in study.all_methods:
             try:
                 ostudy = optuna.load_study(study_name=optuna_study_name(study, method), storage=storage)
             except KeyError:
                 continue
-            running += sum(t.state == TrialState.RUNNING and t.user_attrs.get("driver", me) != me for t in counted_trials(ostudy))
-        if not running:
+            for t in counted_trials(ostudy):
+                if t.state == TrialState.RUNNING and t.user_attrs.get("driver", me) != me:
+                    others[t.user_attrs["driver"]] = others.get(t.user_attrs["driver"], 0) + 1
+        if not others:
             return
         if not warned:
-            logging.getLogger(__name__).warning("waiting for %d trials of other drivers sharing the storage", running)
+            # Nothing here can tell a slow driver from a dead one; say what ends the wait.
+            logging.getLogger(__name__).warning(
+                "waiting for %d trials that other drivers sharing the storage are running (%s) before confirming; "
+                "if one of them died, run `audit resume` on its study folder: it marks its unfinished trials "
+                "interrupted and runs them again", sum(others.values()),
+                ", ".join(f"driver {d}: {n}" for d, n in sorted(others.items())))
             warned = True
         time.sleep(poll_s)
 

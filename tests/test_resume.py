@@ -105,3 +105,29 @@ def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path)
     # The next record is not glued onto the torn line.
     audit_journal.append(folder, {"method": "kd", "phase": "search", "trial": 9, "status": "ok"})
     assert [r.get("trial") for r in audit_journal.read(folder)] == [done.number, failed.number, 9]
+
+
+def test_waiting_for_another_driver_says_which_and_how_to_end_it(tmp_path, caplog):
+    """Before confirming, a driver waits for the trials other drivers sharing the storage still
+    run; it names them and says what to do if one died, and goes on once they are told."""
+    import logging
+    import threading
+
+    from audit.search import wait_for_other_drivers
+
+    study = Study(name="wt", methods=["kd"], trials=2, seeds=[1], backend="local")
+    folder = create_study_dir(study, tmp_path)
+    url = storage_url(study, folder)
+    ostudy = optuna.create_study(study_name=optuna_study_name(study, "kd"), storage=url, direction="maximize")
+    foreign = ostudy.ask()
+    foreign.set_user_attr("driver", "other-host-1234")
+    waiter = threading.Thread(target=wait_for_other_drivers, args=(study, folder), kwargs={"poll_s": 0.05})
+    with caplog.at_level(logging.WARNING, logger="audit.search"):
+        waiter.start()
+        wait_for("the waiting message", lambda: "waiting for" in caplog.text, timeout=30)
+        assert waiter.is_alive()  # still waiting: the other driver's trial is running
+        ostudy.tell(foreign, 97.0)
+        waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert "waiting for 1 trials that other drivers" in caplog.text and "driver other-host-1234: 1" in caplog.text
+    assert "run `audit resume` on its study folder" in caplog.text

@@ -337,11 +337,12 @@ def _ray_trainable(config: dict, specs: dict[str, Spec] = None, splits: Splits =
 def ensure_ray(study: Study) -> None:
     import ray
 
+    if study.address:
+        _check_answers(study.address)  # also when this process already runs Ray (as under the tests)
     if ray.is_initialized():
         return
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if study.address:
-        _check_answers(study.address)
         try:
             ray.init(address=study.address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - one clear line instead of Ray's traceback

@@ -101,7 +101,8 @@ def test_an_address_where_nothing_answers_fails_in_seconds(tmp_path, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.monotonic()
-    code = main(["run", "--method", "kd", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "r")])
+    code = main(["run", "--method", "kd", "--trials", "1", "--seeds", "1", "--epochs", "1",
+                 "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and time.monotonic() - start < 30
     assert f"cannot join the Ray cluster at '127.0.0.1:{port}': nothing answers there" in err and len(err.splitlines()) == 1

@@ -37,6 +37,7 @@ from methods import get_method
 METRIC = "val_acc"
 CANCELLED = "cancelled"  # user attr on Optuna trials that do not count against the budget
 DRIVER_ID = "driver_id"  # file in the study folder: the id its trials carry as user attr "driver"
+HEARTBEAT = "heartbeat"  # user attr: unix time of a running trial's last sign of life (its start, each epoch)
 # Tune's default JSON/CSV/TensorBoard loggers write files per trial that nothing here reads.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -164,29 +165,52 @@ def _repair_journal(study_dir: Path) -> None:
                 f.write(b"\n")
 
 
-def wait_for_other_drivers(study: Study, study_dir: Path, poll_s: float = 2.0) -> None:
+def last_sign_of_life(t: optuna.trial.FrozenTrial) -> float:
+    """Unix time of a running trial's last heartbeat (its start when it has none)."""
+    beat = t.user_attrs.get(HEARTBEAT)
+    if beat is not None:
+        return float(beat)
+    return t.datetime_start.timestamp() if t.datetime_start else time.time()
+
+
+def wait_for_other_drivers(study: Study, study_dir: Path, poll_s: float = 2.0) -> bool:
     """Block until no counted trial is still running, so that the best configuration confirmed is
-    chosen from the whole budget even when other drivers sharing the storage are still finishing."""
-    storage, me, warned = optuna_storage(study, study_dir), driver_id(study_dir), False
+    chosen from the whole budget even when other drivers sharing the storage are still finishing.
+
+    A trial of another driver with no sign of life for ``study.stale_after_min`` minutes (its
+    driver died with it) is cancelled, so it no longer holds a place in the budget; returns
+    whether any was, in which case the caller tops the budget up."""
+    storage, me, warned, released = optuna_storage(study, study_dir), driver_id(study_dir), False, False
+    log = logging.getLogger(__name__)
     while True:
         others: dict[str, int] = {}
+        now = time.time()
         for method in study.all_methods:
             try:
                 ostudy = optuna.load_study(study_name=optuna_study_name(study, method), storage=storage)
             except KeyError:
                 continue
             for t in counted_trials(ostudy):
-                if t.state == TrialState.RUNNING and t.user_attrs.get("driver", me) != me:
+                if t.state != TrialState.RUNNING or t.user_attrs.get("driver", me) == me:
+                    continue
+                silent_min = (now - last_sign_of_life(t)) / 60.0
+                if silent_min > study.stale_after_min:
+                    storage.set_trial_user_attr(t._trial_id, CANCELLED, f"stale: driver {t.user_attrs['driver']} silent for {silent_min:.0f} min")
+                    ostudy.tell(t.number, state=TrialState.FAIL)
+                    log.warning("cancelled %s trial %d of driver %s: no sign of life for %.0f min (--stale-after %g); "
+                                "its place in the budget is run again", method, t.number, t.user_attrs["driver"],
+                                silent_min, study.stale_after_min)
+                    released = True
+                else:
                     others[t.user_attrs["driver"]] = others.get(t.user_attrs["driver"], 0) + 1
         if not others:
-            return
+            return released
         if not warned:
-            # Nothing here can tell a slow driver from a dead one; say what ends the wait.
-            logging.getLogger(__name__).warning(
+            log.warning(
                 "waiting for %d trials that other drivers sharing the storage are running (%s) before confirming; "
-                "if one of them died, run `audit resume` on its study folder: it marks its unfinished trials "
-                "interrupted and runs them again", sum(others.values()),
-                ", ".join(f"driver {d}: {n}" for d, n in sorted(others.items())))
+                "a trial silent for %g min (--stale-after) is taken as dead and run again here, or run `audit resume` "
+                "on a dead driver's study folder to end the wait now", sum(others.values()),
+                ", ".join(f"driver {d}: {n}" for d, n in sorted(others.items())), study.stale_after_min)
             warned = True
         time.sleep(poll_s)
 
@@ -205,6 +229,7 @@ def _searcher_class():
             super().__init__(**kwargs)
             self.method, self.budget, self.study_dir, self.spec, self.on_trial = method, budget, study_dir, spec, on_trial
             self.driver = driver_id(study_dir)
+            self.storage = kwargs["storage"]
 
         def __getstate__(self) -> dict:
             # Tune pickles its searcher with the experiment state; the progress display is not picklable.
@@ -227,12 +252,36 @@ def _searcher_class():
                 self._completed_trials.add(trial_id)
                 return Searcher.FINISHED
             ot.set_user_attr("driver", self.driver)  # so a resume reconciles only its own trials
+            ot.set_user_attr(HEARTBEAT, time.time())
             return config
+
+        def _cancelled_elsewhere(self, ot) -> bool:  # noqa: ANN001
+            """Another driver took this trial for dead (no heartbeat for --stale-after) and cancelled it."""
+            return self.storage.get_trial(ot._trial_id).state != TrialState.RUNNING
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            ot = self._ot_trials.get(trial_id)
+            if ot is None or trial_id in self._completed_trials or self._cancelled_elsewhere(ot):
+                return
+            ot.set_user_attr(HEARTBEAT, time.time())
+            super().on_trial_result(trial_id, result)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if trial_id in self._completed_trials:
                 return
             ot = self._ot_trials[trial_id]
+            if self._cancelled_elsewhere(ot):
+                # Its place in the budget was given to a re-run: journal it as not counted, tell nothing.
+                record = {"method": self.method, "seed": self.spec.seed, "config": dict(ot.params),
+                          "budget_hash": self.spec.budget_hash, **{k: v for k, v in (result or {}).items() if not k.startswith("config/")},
+                          "status": "failed", "reason": "cancelled by another driver as stale (no heartbeat for --stale-after); not counted",
+                          "phase": "search", "trial": ot.number, "optuna_trial": ot.number}
+                record.pop(METRIC, None)
+                journal.append(self.study_dir, record)
+                self._completed_trials.add(trial_id)
+                if self.on_trial is not None:
+                    self.on_trial(record)
+                return
             # Tune flattens nested results ("config/alpha"): the trial's parameters come from Optuna.
             record = {k: v for k, v in (result or {}).items() if not k.startswith("config/")}
             record["config"] = dict(ot.params)
@@ -383,16 +432,20 @@ def default_concurrency(study: Study) -> int:
 
 
 def search(study: Study, study_dir: Path, splits: Splits, teacher_states: dict | None, on_trial: Callable[[dict], None]) -> None:
-    """Run every method's remaining search trials, interleaved."""
+    """Run every method's remaining search trials, interleaved; then wait for other drivers
+    sharing the storage, and run again the places of any of their trials found dead."""
     searcher, remaining = build_searcher(study, study_dir, on_trial)
-    if remaining:
-        splits = splits.without_test()
-        specs = {m: trial_spec(study, m, study.search_seed, threads_per_trial(study)) for m in remaining}
-        if study.backend == "local":
-            _search_local(study, searcher, specs, splits, teacher_states)
-        else:
-            _search_ray(study, study_dir, searcher, sum(remaining.values()), specs, splits, teacher_states)
-    wait_for_other_drivers(study, study_dir)
+    while True:
+        if remaining:
+            train_splits = splits.without_test()
+            specs = {m: trial_spec(study, m, study.search_seed, threads_per_trial(study)) for m in remaining}
+            if study.backend == "local":
+                _search_local(study, searcher, specs, train_splits, teacher_states)
+            else:
+                _search_ray(study, study_dir, searcher, sum(remaining.values()), specs, train_splits, teacher_states)
+        if not wait_for_other_drivers(study, study_dir):
+            return
+        searcher, remaining = build_searcher(study, study_dir, on_trial)
 
 
 def _search_local(study: Study, searcher, specs: dict[str, Spec], splits: Splits, teacher_states: dict | None) -> None:  # noqa: ANN001

@@ -51,6 +51,7 @@ class Study:
     max_concurrent: int | None = None
     max_failures: int = 1  # Tune retries of a crashed trial (lost worker or node); NaN/OOM are not retried
     address: str | None = None
+    stale_after_min: float = 30.0  # another driver's trial silent this long is taken as dead (shared storage)
     accel: Accel = Accel()  # speed settings: not part of the budget, recorded with every run
 
     def __post_init__(self) -> None:
@@ -84,6 +85,8 @@ class Study:
             raise AuditError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
         if self.max_failures < 0:
             raise AuditError(f"--max-failures must be >= 0, got {self.max_failures}")
+        if not self.stale_after_min > 0:
+            raise AuditError(f"--stale-after must be a positive number of minutes, got {self.stale_after_min}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise AuditError(f"--max-concurrent must be a positive integer, got {self.max_concurrent}")
 

@@ -4,6 +4,7 @@ Also the reconciliation of a journal and an Optuna storage that disagree (what a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import optuna
@@ -109,7 +110,8 @@ def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path)
 
 def test_waiting_for_another_driver_says_which_and_how_to_end_it(tmp_path, caplog):
     """Before confirming, a driver waits for the trials other drivers sharing the storage still
-    run; it names them and says what to do if one died, and goes on once they are told."""
+    run (alive: a fresh start, within --stale-after); it names them and says what ends the wait,
+    and goes on once they are told."""
     import logging
     import threading
 
@@ -130,4 +132,51 @@ def test_waiting_for_another_driver_says_which_and_how_to_end_it(tmp_path, caplo
         waiter.join(timeout=30)
     assert not waiter.is_alive()
     assert "waiting for 1 trials that other drivers" in caplog.text and "driver other-host-1234: 1" in caplog.text
-    assert "run `audit resume` on its study folder" in caplog.text
+    assert "a trial silent for 30 min (--stale-after) is taken as dead" in caplog.text
+    assert "run `audit resume` on a dead driver's study folder" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_dead_drivers_trial_is_cancelled_and_its_place_run_again(tmp_path, teacher_cache):
+    """A driver sharing the storage died mid-trial an hour ago: the live driver takes its silent
+    trial for dead, cancels it and runs its place itself, so the budget still ends exact."""
+    import time
+
+    from audit.cli import main
+    from audit.search import HEARTBEAT
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    ghost = optuna.create_study(study_name="st.kd", storage=url, direction="maximize").ask()
+    ghost.set_user_attr("driver", "dead-host-1")
+    ghost.set_user_attr(HEARTBEAT, time.time() - 3600)
+    code = main(["run", "--method", "kd", "--trials", "2", "--seeds", "1", "--epochs", "1", "--backend", "local",
+                 "--storage", url, "--out", str(tmp_path / "r"), "--name", "st", "--stale-after", "30",
+                 "--cache-dir", str(teachers(teacher_cache))])
+    assert code == 0
+    trials = optuna.load_study(study_name="st.kd", storage=url).get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    dead = trials[ghost.number]
+    assert dead.state == TrialState.FAIL and re.match(r"stale: driver dead-host-1 silent for 60 min", dead.user_attrs[CANCELLED])
+    results = pd.read_csv(tmp_path / "r" / "st" / "results.csv")
+    assert ((results.method == "kd") & (results.phase == "search") & (results.status == "ok")).sum() == 2
+
+
+def test_a_slow_driver_whose_trial_was_cancelled_as_stale_goes_on(tmp_path):
+    """The other side: a driver that was only slow finds its trial cancelled by another driver.
+    Its epochs and its result are not told to Optuna (the place was run again elsewhere); the
+    result is journaled as not counted, and nothing raises."""
+    study = Study(name="sl", methods=["kd"], trials=2, seeds=[1], backend="local")
+    folder = create_study_dir(study, tmp_path)
+    searcher, _ = build_searcher(study, folder, lambda rec: None)
+    config = searcher.suggest("t1")
+    assert config["method"] in ("nokd", "kd")
+    sub = searcher.subs[config["method"]]
+    ot = sub._ot_trials["t1"]
+    sub.storage.set_trial_user_attr(ot._trial_id, CANCELLED, "stale: driver x silent for 31 min")
+    sub._ot_study.tell(ot.number, state=TrialState.FAIL)
+    searcher.on_trial_result("t1", {"val_acc": 50.0, "training_iteration": 1})
+    searcher.on_trial_complete("t1", {"val_acc": 90.0, "status": "ok", "method": config["method"]})
+    rec = audit_journal.read(folder)[-1]
+    assert rec["status"] == "failed" and "cancelled by another driver as stale" in rec["reason"] and "val_acc" not in rec
+    frozen = sub._ot_study.get_trials()[ot.number]
+    assert frozen.state == TrialState.FAIL and frozen.intermediate_values == {}

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from audit import journal
-from audit.commands.run import announce, print_summary
+from audit.commands.run import announce, positive_minutes, print_summary
 from audit.console import make_console
 from audit.errors import AuditError
 from audit.runner import Paths, execute_study, prepare
@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study_dir", type=Path, help="the study folder, e.g. reports/<name>")
     p.add_argument("--storage", default=None, help="the Optuna storage URL, if it was given with a password")
     p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
+    p.add_argument("--stale-after", type=positive_minutes, default=None, metavar="MIN",
+                   help="another driver's trial silent this many minutes is taken as dead (default: the study's)")
     p.add_argument("--allow-unequal-budgets", action="store_true", help="compare results made under different budgets (the output says so)")
     p.add_argument("--data-dir", default=None, type=Path)
     p.add_argument("--cache-dir", default=None, type=Path)
@@ -58,6 +60,8 @@ def main(args: argparse.Namespace) -> int:
         raise AuditError("this study's storage URL has a password, which is never written down; give it again with --storage")
     if args.address:
         study.address = args.address
+    if args.stale_after is not None:
+        study.stale_after_min = args.stale_after
     check_budget_unchanged(study, study_dir, allow_unequal=args.allow_unequal_budgets)
     paths = Paths(out=study_dir.parent, data_dir=args.data_dir, cache_dir=args.cache_dir)
     splits = prepare(study, paths)

@@ -29,6 +29,16 @@ def _positive(kind: str):
     return parse
 
 
+def positive_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"--stale-after must be a positive number of minutes, got {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="tune, confirm and compare KD methods under an equal budget")
     p.add_argument("study_file", nargs="?", type=Path, help="a declared study (TOML, e.g. studies/digits.toml); flags are then not used")
@@ -52,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concurrent", type=_positive("--max-concurrent"), default=None, help="concurrent trials (default: as many as fit)")
     p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
     p.add_argument("--max-failures", type=int, default=1, help="Tune retries of a crashed trial (default 1)")
+    p.add_argument("--stale-after", type=positive_minutes, default=None, metavar="MIN",
+                   help="with a storage shared by several drivers: another driver's trial silent this many minutes "
+                        "is taken as dead and its place run again (default 30)")
     p.add_argument("--assistant", default=None, help="takd's assistant architecture (default: a ResNet between teacher and student)")
     p.add_argument("--extra-teacher", action="append", default=[], help="mkd's further teachers (repeatable; default wrn_16_2)")
     p.add_argument("--paper-protocol", action="store_true", help="give extra stages (takd, ab, ft, fsp) their own full budget; reported as more compute")
@@ -84,6 +97,8 @@ def study_from_args(args: argparse.Namespace) -> Study:
         for flag in ("storage", "address"):
             if getattr(args, flag):
                 setattr(study, flag, getattr(args, flag))
+        if args.stale_after is not None:
+            study.stale_after_min = args.stale_after
         return _with_speed_flags(study, args)
     if not args.method:
         raise AuditError("give at least one --method (see `audit methods`)")
@@ -96,6 +111,8 @@ def study_from_args(args: argparse.Namespace) -> Study:
         max_failures=args.max_failures, assistant=args.assistant, extra_teachers=args.extra_teacher,
         paper_protocol=args.paper_protocol,
     )
+    if args.stale_after is not None:
+        kwargs["stale_after_min"] = args.stale_after
     if args.epochs is not None:
         kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
     return _with_speed_flags(Study(**kwargs), args)

@@ -17,6 +17,7 @@ search, confirmation and orchestration from the study folder's ``timings.json`` 
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import json
 import os
 import statistics
@@ -317,7 +318,7 @@ def accuracy_check(*, epochs: int, seeds: int, device: torch.device, cache_dir: 
 
     splits = load_splits("digits", split_seed=0, device=str(device))
     teacher = get_teacher(splits, "resnet20", cache_dir=cache_dir).model
-    recipe = Recipe(**{**DEFAULT_RECIPE.to_dict(), "epochs": epochs, "milestones": DEFAULT_RECIPE.milestones})
+    recipe = dataclasses.replace(DEFAULT_RECIPE, epochs=epochs)
     rows = []
     for setting, accel in ACCURACY_SETTINGS.items():
         if accel.on(device) != accel:

@@ -38,6 +38,7 @@ METRIC = "val_acc"
 CANCELLED = "cancelled"  # user attr on Optuna trials that do not count against the budget
 DRIVER_ID = "driver_id"  # file in the study folder: the id its trials carry as user attr "driver"
 HEARTBEAT = "heartbeat"  # user attr: unix time of a running trial's last sign of life (its start, each epoch)
+STALE_REASON = "cancelled by another driver as stale (no heartbeat for --stale-after); not counted"
 # Tune's default JSON/CSV/TensorBoard loggers write files per trial that nothing here reads.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -270,32 +271,24 @@ def _searcher_class():
             if trial_id in self._completed_trials:
                 return
             ot = self._ot_trials[trial_id]
-            if self._cancelled_elsewhere(ot):
-                # Its place in the budget was given to a re-run: journal it as not counted, tell nothing.
-                record = {"method": self.method, "seed": self.spec.seed, "config": dict(ot.params),
-                          "budget_hash": self.spec.budget_hash, **{k: v for k, v in (result or {}).items() if not k.startswith("config/")},
-                          "status": "failed", "reason": "cancelled by another driver as stale (no heartbeat for --stale-after); not counted",
-                          "phase": "search", "trial": ot.number, "optuna_trial": ot.number}
-                record.pop(METRIC, None)
-                journal.append(self.study_dir, record)
-                self._completed_trials.add(trial_id)
-                if self.on_trial is not None:
-                    self.on_trial(record)
-                return
+            # Its place in the budget was given to a re-run elsewhere: journal it as not counted, tell nothing.
+            stale = self._cancelled_elsewhere(ot)
             # Tune flattens nested results ("config/alpha"): the trial's parameters come from Optuna.
             record = {k: v for k, v in (result or {}).items() if not k.startswith("config/")}
             record["config"] = dict(ot.params)
-            if error or record.get("status") != "ok":
+            if stale or error or record.get("status") != "ok":
+                reason = STALE_REASON if stale else record.get("reason") or "the trial crashed (see the Ray logs)"
                 record = {
                     "method": self.method, "seed": self.spec.seed, "config": dict(ot.params),
-                    "budget_hash": self.spec.budget_hash, **record,
-                    "status": "failed", "reason": record.get("reason") or "the trial crashed (see the Ray logs)",
+                    "budget_hash": self.spec.budget_hash, **record, "status": "failed", "reason": reason,
                 }
             if record["status"] != "ok":
                 record.pop(METRIC, None)
             record.update(phase="search", trial=ot.number, optuna_trial=ot.number)
             journal.append(self.study_dir, record)  # first: a kill after this line loses nothing
-            if record["status"] == "ok":
+            if stale:
+                self._completed_trials.add(trial_id)
+            elif record["status"] == "ok":
                 super().on_trial_complete(trial_id, {METRIC: record[METRIC]}, False)
             else:
                 ot.set_user_attr("reason", str(record["reason"])[:500])
@@ -435,9 +428,9 @@ def search(study: Study, study_dir: Path, splits: Splits, teacher_states: dict |
     """Run every method's remaining search trials, interleaved; then wait for other drivers
     sharing the storage, and run again the places of any of their trials found dead."""
     searcher, remaining = build_searcher(study, study_dir, on_trial)
+    train_splits = splits.without_test()
     while True:
         if remaining:
-            train_splits = splits.without_test()
             specs = {m: trial_spec(study, m, study.search_seed, threads_per_trial(study)) for m in remaining}
             if study.backend == "local":
                 _search_local(study, searcher, specs, train_splits, teacher_states)

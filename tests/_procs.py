@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import socket
@@ -15,6 +14,10 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
+
+from audit import journal as audit_journal
+
+journal = audit_journal.read  # the tests read a study's journal as the product does (torn lines skipped)
 
 
 def free_port() -> int:
@@ -66,19 +69,6 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float, procs: tuple 
 
 def tails(logs: tuple, n: int = 4000) -> str:
     return "\n".join(f"--- {p}\n{Path(p).read_text(errors='replace')[-n:]}" for p in logs if Path(p).exists())
-
-
-def journal(study_dir: Path) -> list[dict]:
-    path = study_dir / "trials.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line torn by a kill
-    return records
 
 
 def optuna_states(storage: str, study_name: str) -> collections.Counter:

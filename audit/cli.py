@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="audit", description="Reproducibility auditor for knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):  # helpers shared by the commands, not commands
+            continue
         importlib.import_module(f"{commands.__name__}.{mod.name}").register(sub)
     return parser
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import tomli_w
 
-from audit.data import dataset_names
+from audit.engine.data import dataset_names
 from audit.errors import AuditError, unknown
-from audit.models import model_names
-from audit.train import Accel, Recipe
+from audit.engine.models import model_names
+from audit.engine.train import Accel, Recipe
 from methods import canonical_name
 
 BACKENDS = ("ray", "local")

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
-from audit.models import Features
-from audit.teacher_cache import TeacherCache
+from audit.engine.models import Features
+from audit.engine.teacher_cache import TeacherCache
 
 # The dimensions every method shares where they apply. Ranges cover the values KD papers use
 # (T from 1 to 10; the survey hard-coded T=5, alpha=0.5; CRD's benchmark T=4).

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.models import build_model
+from audit.engine.models import build_model
 from methods import register_method
 from methods.base import Context, Method, kd_divergence
 from methods.kd import KD

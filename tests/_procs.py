@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from audit import journal as audit_journal
+from audit import folder as audit_journal
 
 journal = audit_journal.read  # the tests read a study's journal as the product does (torn lines skipped)
 

@@ -11,7 +11,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def digits():
-    from audit.data import load_splits
+    from audit.engine.data import load_splits
 
     return load_splits("digits", split_seed=0)
 

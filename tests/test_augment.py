@@ -1,11 +1,11 @@
-"""Tests for audit.augment: identity at 0, seeded determinism, flips only when allowed, magnitude."""
+"""Tests for audit.engine.augment: identity at 0, seeded determinism, flips only when allowed, magnitude."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from audit.augment import _affine_matrices, augment_batch, strong_augment
+from audit.engine.augment import _affine_matrices, augment_batch, strong_augment
 from audit.errors import AuditError
 
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audit import bench
+from audit.engine import bench
 from audit.cli import main
-from audit.models import build_model
+from audit.engine.models import build_model
 from audit.study import Study
-from audit.teacher_cache import TeacherCache
-from audit.train import Accel, Recipe, run
+from audit.engine.teacher_cache import TeacherCache
+from audit.engine.train import Accel, Recipe, run
 
 RECIPE = Recipe(epochs=2, batch_size=128)
 
@@ -25,7 +25,7 @@ RECIPE = Recipe(epochs=2, batch_size=128)
 @pytest.fixture(scope="module")
 def small(digits):
     """A quarter of digits: enough batches for the cache to be filled, then reused."""
-    from audit.data import Split, Splits
+    from audit.engine.data import Split, Splits
 
     cut = lambda s, n: Split(s.x[:n], s.y[:n])  # noqa: E731
     return Splits(digits.info, cut(digits.train, 512), cut(digits.val, 128), cut(digits.test, 128), digits.checksum, 0)

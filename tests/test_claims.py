@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from audit import claims
+from audit.judge import claims
 from audit.cli import main
 from audit.errors import AuditError
 

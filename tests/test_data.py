@@ -1,4 +1,4 @@
-"""Tests for audit.data: loaders read small files written in the real on-disk formats."""
+"""Tests for audit.engine.data: loaders read small files written in the real on-disk formats."""
 from __future__ import annotations
 
 import builtins
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from audit.data import dataset_info, dataset_names, load_splits, stratified_val_split
+from audit.engine.data import dataset_info, dataset_names, load_splits, stratified_val_split
 from audit.errors import AuditError
 
 # --- writers for the real on-disk formats ------------------------------------------------------

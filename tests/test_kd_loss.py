@@ -40,7 +40,7 @@ def test_kd_divergence_zero_when_equal_and_scaled_by_t_squared():
 def test_kd_method_mixes_ce_and_kd_by_alpha(digits):
     import torch.nn.functional as F
 
-    from audit.models import build_model
+    from audit.engine.models import build_model
     from methods.base import Context, FeatureShapes
     from methods.kd import KD
 

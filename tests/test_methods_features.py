@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from scipy.stats import norm
 from torch import nn
 
-from audit.data import Split, Splits, load_splits
-from audit.models import build_model
-from audit.train import Recipe, run
+from audit.engine.data import Split, Splits, load_splits
+from audit.engine.models import build_model
+from audit.engine.train import Recipe, run
 from methods import canonical_name, get_method
 from methods.base import FAMILIES, SHARED_SPACE, Context, FeatureShapes
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from audit.data import Split, Splits, load_splits
-from audit.models import build_model
-from audit.train import Recipe, run
+from audit.engine.data import Split, Splits, load_splits
+from audit.engine.models import build_model
+from audit.engine.train import Recipe, run
 from methods import get_method
 from methods.base import FAMILIES, Context, FeatureShapes, kd_divergence
 from methods.cc import cc_loss, correlation_matrix

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from audit.models import KDModel, build_model, count_parameters, model_names
+from audit.engine.models import KDModel, build_model, count_parameters, model_names
 
 torch.set_num_threads(1)
 

@@ -126,7 +126,7 @@ def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache)
 
 
 def _open_storage(url: str) -> str:
-    from audit.search import optuna_storage
+    from audit.search.loop import optuna_storage
     from audit.study import Study
 
     optuna_storage(Study(name="race", methods=["kd"], storage=url), Path("."))

@@ -13,8 +13,8 @@ import pytest
 
 from audit.cli import main
 from audit.errors import AuditError
-from audit.stats import judge_claim
-from audit.report import StudyFolder, expected_max, expected_max_std, importance_table, matrix_section, write_report
+from audit.judge.stats import judge_claim
+from audit.report.write import StudyFolder, expected_max, expected_max_std, importance_table, matrix_section, write_report
 
 SECTION_TITLES = ["1. Verdicts", "2. Method ranking under the equal budget", "3. Equal-budget curves",
                   "4. Hyper-parameter sensitivity", "5. Cross-architecture matrix", "6. Budget and compute",
@@ -97,7 +97,7 @@ def _folder(tmp: Path, records: list[dict], **spec) -> StudyFolder:
 
 
 def test_every_method_of_a_large_study_gets_its_own_style() -> None:
-    from audit import figures
+    from audit.report import figures
     from methods import method_names
 
     methods = method_names()  # the every-method study: 26 methods, references included
@@ -126,7 +126,7 @@ def test_importances_from_the_journal(tmp_path: Path) -> None:
     assert set(imp) == {"temperature", "alpha", "strength"}
     assert max(imp, key=imp.get) == "strength"  # the only one the score depends on
     assert sum(imp.values()) == pytest.approx(1.0)
-    from audit import figures
+    from audit.report import figures
 
     png = figures.to_png(figures.importances(ostudy, None, "kd"))
     assert png.startswith(b"\x89PNG")
@@ -194,7 +194,7 @@ def test_report_files_and_sections(study: Path) -> None:
 def test_published_claims_are_judged(study: Path, tmp_path: Path) -> None:
     import pandas as pd
 
-    from audit.claims import SOURCE_COLUMNS
+    from audit.judge.claims import SOURCE_COLUMNS
 
     claims = tmp_path / "claims.csv"
     rows = [

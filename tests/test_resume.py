@@ -13,9 +13,9 @@ import pytest
 from optuna.trial import TrialState
 
 from _procs import audit, complete_numbers, journal, kill_group, optuna_states, start, tails, teachers, wait_for
-from audit import journal as audit_journal
-from audit.runner import create_study_dir
-from audit.search import CANCELLED, build_searcher, driver_id, optuna_study_name, reconcile, storage_url
+from audit import folder as audit_journal
+from audit.pipeline import create_study_dir
+from audit.search.loop import CANCELLED, build_searcher, driver_id, optuna_study_name, reconcile, storage_url
 from audit.study import Study
 
 TRIALS = 4
@@ -115,7 +115,7 @@ def test_waiting_for_another_driver_says_which_and_how_to_end_it(tmp_path, caplo
     import logging
     import threading
 
-    from audit.search import wait_for_other_drivers
+    from audit.search.loop import wait_for_other_drivers
 
     study = Study(name="wt", methods=["kd"], trials=2, seeds=[1], backend="local")
     folder = create_study_dir(study, tmp_path)
@@ -124,7 +124,7 @@ def test_waiting_for_another_driver_says_which_and_how_to_end_it(tmp_path, caplo
     foreign = ostudy.ask()
     foreign.set_user_attr("driver", "other-host-1234")
     waiter = threading.Thread(target=wait_for_other_drivers, args=(study, folder), kwargs={"poll_s": 0.05})
-    with caplog.at_level(logging.WARNING, logger="audit.search"):
+    with caplog.at_level(logging.WARNING, logger="audit.search.loop"):
         waiter.start()
         wait_for("the waiting message", lambda: "waiting for" in caplog.text, timeout=30)
         assert waiter.is_alive()  # still waiting: the other driver's trial is running
@@ -143,7 +143,7 @@ def test_a_dead_drivers_trial_is_cancelled_and_its_place_run_again(tmp_path, tea
     import time
 
     from audit.cli import main
-    from audit.search import HEARTBEAT
+    from audit.search.loop import HEARTBEAT
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     ghost = optuna.create_study(study_name="st.kd", storage=url, direction="maximize").ask()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from audit import stats
+from audit.judge import stats
 from audit.errors import AuditError
-from audit.stats import (DEFAULT_MARGIN, adjust_pvalues, aggregate_iqm, compare_methods, hedges_g,
+from audit.judge.stats import (DEFAULT_MARGIN, adjust_pvalues, aggregate_iqm, compare_methods, hedges_g,
                          judge_claim, power_shortfall)
 
 B = 4000  # simulated audits per check

@@ -3,8 +3,8 @@ import json
 
 import torch
 
-from audit.teachers import get_teacher
-from audit.train import Recipe
+from audit.engine.teachers import get_teacher
+from audit.engine.train import Recipe
 
 FAST = Recipe(epochs=1, batch_size=128, lr=0.1)
 

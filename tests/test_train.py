@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from audit.models import build_model
-from audit.train import Recipe, run
+from audit.engine.models import build_model
+from audit.engine.train import Recipe, run
 
 RECIPE = Recipe(epochs=2, batch_size=128, lr=0.1)
 

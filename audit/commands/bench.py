@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from audit import bench
+from audit.engine import bench
 from audit.commands.run import _positive
 from audit.errors import AuditError
-from audit.train import Accel
+from audit.engine.train import Accel
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -63,7 +63,7 @@ def _parse(args: argparse.Namespace) -> dict[str, object]:
 def _show(v) -> None:
     from rich.table import Table
 
-    from audit.console import make_console
+    from audit.commands._console import make_console
 
     def num(x: float | None, fmt: str = ".2f") -> str:
         return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
@@ -101,7 +101,7 @@ def _show(v) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audit.stats import judge_claim
+    from audit.judge.stats import judge_claim
 
     verdict = judge_claim(**_parse(args))  # type: ignore[arg-type]
     if args.json:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from audit.stats import DEFAULT_MARGIN
+    from audit.judge.stats import DEFAULT_MARGIN
 
     p = subparsers.add_parser(
         "compare", help="judge a claimed accuracy against runs you already have",

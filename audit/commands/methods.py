@@ -5,7 +5,7 @@ import argparse
 
 from rich.table import Table
 
-from audit.console import make_console
+from audit.commands._console import make_console
 from methods import get_method, method_names
 
 

@@ -18,7 +18,7 @@ def _float(what: str):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from audit.stats import ADJUSTMENTS, DEFAULT_MARGIN
+    from audit.judge.stats import ADJUSTMENTS, DEFAULT_MARGIN
 
     p = sub.add_parser("report", help="write a study's reproducibility report (index.html, report.md, tables)",
                        description="Write index.html (self-contained), report.md and tables/*.csv into a study "
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from audit.report import write_report
+    from audit.report.write import write_report
 
     if args.claims is not None and not args.claims.is_file():
         raise AuditError(f"claims file not found: {args.claims}")

@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audit import journal
+from audit import folder as journal
 from audit.commands.run import announce, positive_minutes, print_summary
-from audit.console import make_console
+from audit.commands._console import make_console
 from audit.errors import AuditError
-from audit.runner import Paths, execute_study, prepare
-from audit.search import reconcile
+from audit.pipeline import Paths, execute_study, prepare
+from audit.search.loop import reconcile
 from audit.study import Study
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from audit.console import make_console
+from audit.commands._console import make_console
 from audit.errors import AuditError
-from audit.runner import Paths, create_study_dir, execute_study, prepare
+from audit.pipeline import Paths, create_study_dir, execute_study, prepare
 from audit.study import DEFAULT_RECIPE, Study
 
 

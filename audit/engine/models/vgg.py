@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.models import Features, KDModel, register_model
+from audit.engine.models import Features, KDModel, register_model
 
 # Channels of each conv in blocks 0..4.
 CONFIGS: dict[str, list[list[int]]] = {

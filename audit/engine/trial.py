@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from audit.data import Splits
-from audit.models import build_model
-from audit.train import Accel, Recipe, run
+from audit.engine.data import Splits
+from audit.engine.models import build_model
+from audit.engine.train import Accel, Recipe, run
 from methods import get_method
 
 

@@ -8,7 +8,7 @@ usual teacher calls (under ``no_grad``; the survey's own code builds the teacher
 
 Both loops train the same teacher/student pair on the same images, batch size, threads and
 optimiser in one process; repeats alternate which loop goes first, and the medians are compared.
-Our engine is timed through ``audit.train.run`` itself (model building, the FLOP count on the
+Our engine is timed through ``audit.engine.train.run`` itself (model building, the FLOP count on the
 first step and a small validation pass included), i.e. as a trial pays for it.
 
 ``main_job`` runs ``audit run`` in a fresh process and splits its wall time into teacher,
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audit.data import DatasetInfo, Split, Splits, _to_tensor, dataset_info
-from audit.models import build_model
-from audit.train import Accel, Recipe, run
+from audit.engine.data import DatasetInfo, Split, Splits, _to_tensor, dataset_info
+from audit.engine.models import build_model
+from audit.engine.train import Accel, Recipe, run
 from methods.base import kd_divergence
 
 KD_CONFIG = {"temperature": 4.0, "alpha": 0.9}
@@ -135,7 +135,7 @@ def reference_loop(case: Case, x: np.ndarray, y: np.ndarray, teacher: torch.nn.M
 
 def engine_loop(case: Case, x: np.ndarray, y: np.ndarray, teacher: torch.nn.Module, recipe: Recipe,
                 accel: Accel, device: torch.device, seed: int = 0) -> int:
-    """One epoch of our engine (``audit.train.run``, method kd) over ``x``; returns the images trained on."""
+    """One epoch of our engine (``audit.engine.train.run``, method kd) over ``x``; returns the images trained on."""
     splits = _splits(case, x, y).to(device)  # resident on the device, as a study loads them
     result, _ = run(method="kd", config={**KD_CONFIG, "strength": case.strength}, splits=splits,
                     student_arch=case.student, teacher=teacher, recipe=recipe, seed=seed, accel=accel)
@@ -250,7 +250,7 @@ def split_study(study_dir: Path, wall_s: float, started_at: float | None = None)
     study = Study.read(study_dir / "study.toml")
     if study.backend == "local":
         concurrency = 1
-    else:  # as audit.search sizes it on this machine
+    else:  # as audit.search.loop sizes it on this machine
         concurrency = study.max_concurrent or max(1, int((os.cpu_count() or 1) // study.cpus_per_trial))
     results = pd.read_csv(study_dir / "results.csv")
     teacher_meta = study_dir / "teacher.json"
@@ -311,10 +311,10 @@ def accuracy_check(*, epochs: int, seeds: int, device: torch.device, cache_dir: 
     """Train the default digits pair with ``kd`` under each speed setting over the same seeds;
     compare each setting's test accuracies with the baseline's (Welch). Settings that act only
     on CUDA are listed as not run elsewhere."""
-    from audit.data import load_splits
-    from audit.stats import compare_methods
+    from audit.engine.data import load_splits
+    from audit.judge.stats import compare_methods
     from audit.study import DEFAULT_RECIPE
-    from audit.teachers import get_teacher
+    from audit.engine.teachers import get_teacher
 
     splits = load_splits("digits", split_seed=0, device=str(device))
     teacher = get_teacher(splits, "resnet20", cache_dir=cache_dir).model

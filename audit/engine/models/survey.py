@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.models import Features, KDModel, register_model
-from audit.models.resnet import BasicBlock
-from audit.models.wrn import WideResNet
+from audit.engine.models import Features, KDModel, register_model
+from audit.engine.models.resnet import BasicBlock
+from audit.engine.models.wrn import WideResNet
 
 
 class SurveyResNet(KDModel):

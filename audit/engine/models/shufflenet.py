@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.models import Features, KDModel, register_model
+from audit.engine.models import Features, KDModel, register_model
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

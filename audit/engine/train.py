@@ -5,7 +5,7 @@ augmentation (one generator, on the data's device). Data stay resident as tensor
 augmented in batches; the loss is checked for NaN/inf once per epoch so there is no per-step
 host synchronisation on a GPU. ``Accel`` holds what changes speed but not the budget: the
 channels-last layout, the GPU-only settings (bf16 autocast, torch.compile; no-ops on the CPU)
-and the teacher-output cache (bitwise exact, see ``audit.teacher_cache``).
+and the teacher-output cache (bitwise exact, see ``audit.engine.teacher_cache``).
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from audit.augment import augment_batch, strong_augment
-from audit.data import Split, Splits
+from audit.engine.augment import augment_batch, strong_augment
+from audit.engine.data import Split, Splits
 from audit.errors import AuditError
-from audit.models import build_model
-from audit.teacher_cache import TeacherCache
+from audit.engine.models import build_model
+from audit.engine.teacher_cache import TeacherCache
 from methods import get_method
 from methods.base import Context, FeatureShapes
 

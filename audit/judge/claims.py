@@ -1,7 +1,7 @@
 """The claims registry: published KD accuracies mapped onto this project's names.
 
 ``studies/claims/registry.csv`` is built from the shared ``published_claims.csv`` by
-``build_registry`` (``python -m audit.claims``). Every source row and column is kept verbatim;
+``build_registry`` (``python -m audit.judge.claims``). Every source row and column is kept verbatim;
 normalised columns are appended:
 
 ``method_id``, ``teacher_id``, ``student_id``, ``dataset_id``
@@ -34,7 +34,7 @@ import pandas as pd
 
 from audit.errors import AuditError, unknown
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_PATH = REPO_ROOT.parent / "shared" / "claims" / "published_claims.csv"
 REGISTRY_PATH = REPO_ROOT / "studies" / "claims" / "registry.csv"
 

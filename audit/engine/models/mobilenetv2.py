@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.models import Features, KDModel, register_model
+from audit.engine.models import Features, KDModel, register_model
 
 # (channels, blocks, first stride) per group, before the width multiplier. The first group
 # never expands; the others use the model's expansion.

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from audit import journal
-from audit.data import Splits
-from audit.search import best_config, ensure_ray, finished_trials, threads_per_trial, trial_spec
+from audit import folder as journal
+from audit.engine.data import Splits
+from audit.search.loop import best_config, ensure_ray, finished_trials, threads_per_trial, trial_spec
 from audit.study import Study
-from audit.trial import execute, pick_device
+from audit.engine.trial import execute, pick_device
 
 
 def pending_runs(study: Study, study_dir: Path) -> list[tuple[str, int, dict]]:

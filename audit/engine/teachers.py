@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from audit.data import Splits
-from audit.models import build_model
-from audit.train import Accel, Recipe, run
+from audit.engine.data import Splits
+from audit.engine.models import build_model
+from audit.engine.train import Accel, Recipe, run
 
 TEACHER_RECIPE = Recipe(epochs=30, batch_size=128, lr=0.1)
 TEACHER_STRENGTH = 0.3

@@ -13,15 +13,15 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit import journal
+from audit import folder as journal
 from audit.budget import check_equal
-from audit.confirm import confirm, pending_runs
-from audit.data import Splits, load_splits
+from audit.search.confirm import confirm, pending_runs
+from audit.engine.data import Splits, load_splits
 from audit.errors import AuditError
-from audit.search import ensure_ray, finished_trials, search, state_of
+from audit.search.loop import ensure_ray, finished_trials, search, state_of
 from audit.study import Study
-from audit.summary import summarise
-from audit.teachers import Teacher, get_teacher
+from audit.report.summary import summarise
+from audit.engine.teachers import Teacher, get_teacher
 from methods import get_method
 
 
@@ -132,7 +132,7 @@ def execute_study(
     summary = summarise(results, study.all_methods)
     summary.to_csv(study_dir / "summary.csv", index=False)
     (study_dir / "timings.json").write_text(json.dumps(timings, indent=2))
-    from audit.report import write_report  # matplotlib and jinja2 load only once there is something to show
+    from audit.report.write import write_report  # matplotlib and jinja2 load only once there is something to show
 
     with console.status("writing the report"):
         index = write_report(study_dir)

@@ -27,11 +27,11 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from audit import journal
-from audit.data import Splits
+from audit import folder as journal
+from audit.engine.data import Splits
 from audit.errors import AuditError
 from audit.study import Study, redact
-from audit.trial import Spec, execute, pick_device
+from audit.engine.trial import Spec, execute, pick_device
 from methods import get_method
 
 METRIC = "val_acc"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from audit.models import Features
+from audit.engine.models import Features
 
 Outputs = tuple[torch.Tensor, Features]
 

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
-from audit import journal
+from audit import folder as journal
 from audit.errors import AuditError, unknown
-from audit.stats import ADJUSTMENTS, DEFAULT_MARGIN, adjust_pvalues, compare_methods, judge_claim
+from audit.judge.stats import ADJUSTMENTS, DEFAULT_MARGIN, adjust_pvalues, compare_methods, judge_claim
 
 REFERENCES = ("nokd", "kd")
 SHARED_HPS = ("temperature", "alpha", "strength")
@@ -39,7 +39,7 @@ MIN_TRIALS_FOR_IMPORTANCE = 5
 CORRECTIONS = {"bh": "Benjamini-Hochberg (false discovery rate)", "holm": "Holm (family-wise error rate)"}
 RANK_CI = 0.95  # interval of each method's mean test accuracy in the ranking
 TEMPLATES = Path(__file__).parent / "templates"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ class Section:
 
     def figure(self, key: str, title: str, caption: str, draw, compact: bool = False) -> None:  # noqa: ANN001
         """Draw a figure; a failure becomes a visible note, never a broken report."""
-        from audit import figures
+        from audit.report import figures
 
         try:
             png = figures.to_png(draw())
@@ -403,7 +403,7 @@ def _claimed_gain(claims: pd.DataFrame, ref: str, all_claims: pd.DataFrame | Non
 
 def verdict_section(folder: StudyFolder, runs: dict[str, Runs], settings: Settings,
                     registry: pd.DataFrame | None) -> Section:
-    from audit.claims import matching_claims, reproduced_value
+    from audit.judge.claims import matching_claims, reproduced_value
 
     sec = Section("verdicts", 1, "Verdicts", short="Verdicts")
     dataset, teacher, student = folder.get("dataset"), folder.get("teacher"), folder.get("student")
@@ -549,7 +549,7 @@ def verdict_section(folder: StudyFolder, runs: dict[str, Runs], settings: Settin
 
 
 def ranking_section(folder: StudyFolder, runs: dict[str, Runs], colour: dict[str, str]) -> Section:
-    from audit import figures
+    from audit.report import figures
 
     sec = Section("ranking", 2, "Method ranking under the equal budget", short="Ranking")
     have = {m: r for m, r in runs.items() if r.test_last}
@@ -581,7 +581,7 @@ def ranking_section(folder: StudyFolder, runs: dict[str, Runs], colour: dict[str
 
 
 def budget_curves_section(folder: StudyFolder, runs: dict[str, Runs], colour: dict[str, str]) -> Section:
-    from audit import figures
+    from audit.report import figures
 
     sec = Section("equal-budget", 3, "Equal-budget curves", short="Equal-budget curves")
     sec.p("Expected best validation accuracy if a method were tuned with only n of its search trials, "
@@ -625,7 +625,7 @@ def _registry_gain(method: str, registry: pd.DataFrame | None) -> tuple[float, i
     """Median claimed gain over no-KD of ``method`` anywhere in the registry (all data sets)."""
     if registry is None or method in REFERENCES[:1]:
         return None
-    from audit.claims import filter_claims
+    from audit.judge.claims import filter_claims
 
     rows = filter_claims(registry, method=method)
     gains = (rows.claimed_top1 - rows.baseline_student_top1).dropna()
@@ -638,7 +638,7 @@ def _optuna_study(folder: StudyFolder, method: str):  # noqa: ANN202 - optuna.St
     import optuna
 
     try:
-        from audit.search import optuna_storage, optuna_study_name
+        from audit.search.loop import optuna_storage, optuna_study_name
         from audit.study import Study
 
         if (folder.path / "optuna.db").is_file() and not folder.spec.get("storage"):
@@ -688,7 +688,7 @@ def sensitivity_section(folder: StudyFolder, runs: dict[str, Runs], colour: dict
                         registry_gain: dict[str, tuple[float, int] | None], claimed_here: dict[str, float | None]) -> Section:
     import optuna
 
-    from audit import figures
+    from audit.report import figures
 
     sec = Section("sensitivity", 4, "Hyper-parameter sensitivity", short="Sensitivity")
     points = {}
@@ -763,7 +763,7 @@ def sensitivity_section(folder: StudyFolder, runs: dict[str, Runs], colour: dict
 
 
 def matrix_section(folder: StudyFolder) -> Section:
-    from audit import figures
+    from audit.report import figures
 
     sec = Section("cross-architecture", 5, "Cross-architecture matrix", short="Architectures")
     default = (folder.get("teacher"), folder.get("student"))
@@ -791,7 +791,7 @@ def matrix_section(folder: StudyFolder) -> Section:
 
 
 def budget_section(folder: StudyFolder, colour: dict[str, str]) -> Section:
-    from audit import figures
+    from audit.report import figures
 
     sec = Section("budget", 6, "Budget and compute", short="Budget & compute")
     sec.table(progress_table(progress(folder)))
@@ -1023,8 +1023,8 @@ def write_report(study_dir: Path, *, margin: float = DEFAULT_MARGIN, alpha: floa
         raise AuditError(f"margin must be a positive number of accuracy points; got {margin}")
     if not (_finite(alpha) and 0 < alpha < 0.5):
         raise AuditError(f"alpha must be between 0 and 0.5 (exclusive); got {alpha}")
-    from audit import figures
-    from audit.claims import load_claims, matching_claims
+    from audit.report import figures
+    from audit.judge.claims import load_claims, matching_claims
 
     folder = load_study(study_dir)
     settings = Settings(margin, alpha, correction, claims_path)

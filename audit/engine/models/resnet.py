@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audit.models import Features, KDModel, register_model
+from audit.engine.models import Features, KDModel, register_model
 
 
 class BasicBlock(nn.Module):

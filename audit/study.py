@@ -1,7 +1,9 @@
 """A study: everything that fixes what an audit computes, resolved, stored as ``study.toml`` and hashed.
 
-The budget part (data set, split, architectures, trials, seeds, recipe) is what must be equal for
-methods to be compared; its hash is stored with every study.
+The budget part (data set, split, architectures, trials, seeds, recipe, the methods' own
+options) is what must be equal for methods to be compared; its hash is stored with every study.
+A method's own options (``[options.<method>]`` in a study file) are resolved by the method and
+passed through the engine unopened.
 """
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ from pathlib import Path
 import tomli_w
 
 from audit.engine.data import dataset_names
-from audit.errors import AuditError, unknown
 from audit.engine.models import model_names
 from audit.engine.train import Accel, Recipe
-from methods import canonical_name
+from audit.errors import AuditError, unknown
+from audit.search.storage import redact
+from methods import canonical_name, get_method
+from methods.catalogue import REFERENCES, cards
 
 BACKENDS = ("ray", "local")
-REFERENCES = ("nokd", "kd")
 # Chosen so the whole default audit fits a 2-core laptop in minutes (see README for timings).
 DEFAULT_RECIPE = Recipe(epochs=8, batch_size=64, lr=0.1)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -40,8 +43,7 @@ class Study:
     split_seed: int = 0
     val_fraction: float = 0.2
     teacher_seed: int = 0
-    assistant: str | None = None  # TAKD's assistant; chosen between teacher and student when not given
-    extra_teachers: list[str] = field(default_factory=list)  # MKD's further teachers
+    options: dict[str, dict] = field(default_factory=dict)  # each method's own options, by method
     paper_protocol: bool = False
     recipe: Recipe = DEFAULT_RECIPE
     backend: str = "ray"
@@ -68,13 +70,7 @@ class Study:
         for what in ("trials",):
             if getattr(self, what) < 1:
                 raise AuditError(f"--{what} must be a positive integer, got {getattr(self, what)}")
-        for arch in [*([self.assistant] if self.assistant else []), *self.extra_teachers]:
-            if arch not in model_names():
-                raise unknown("architecture", arch, model_names())
-        if "takd" in self.methods and self.assistant is None:
-            self.assistant = default_assistant(self.teacher, self.student)
-        if "mkd" in self.methods and not self.extra_teachers:
-            self.extra_teachers = ["wrn_16_2" if self.teacher != "wrn_16_2" else "resnet32"]
+        self.options = self._resolved_options()
         if not self.seeds:
             raise AuditError("--seeds must be a positive integer")
         if len(set(self.seeds)) != len(self.seeds):
@@ -89,6 +85,26 @@ class Study:
             raise AuditError(f"--stale-after must be a positive number of minutes, got {self.stale_after_min}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise AuditError(f"--max-concurrent must be a positive integer, got {self.max_concurrent}")
+
+    def _resolved_options(self) -> dict[str, dict]:
+        """Each method's options with its own defaults, for the methods of this study only."""
+        if not isinstance(self.options, dict) or not all(isinstance(v, dict) for v in self.options.values()):
+            raise AuditError("[options] must hold one table per method, e.g. [options.takd] with assistant = \"resnet14\"")
+        given = {canonical_name(m): dict(v) for m, v in self.options.items()}
+        stray = sorted(set(given) - set(self.all_methods))
+        if stray:
+            raise AuditError(f"options given for {', '.join(stray)}, which this study does not run; its methods: "
+                             f"{', '.join(self.all_methods)}")
+        resolved = {}
+        for m in self.all_methods:
+            opts = get_method(m).resolve_options(given.get(m, {}), teacher=self.teacher, student=self.student)
+            if opts:
+                resolved[m] = opts
+        return resolved
+
+    def extra_teachers(self) -> list[str]:
+        """Architectures the study's methods ask the engine to train as further frozen teachers."""
+        return list(dict.fromkeys(a for m in self.all_methods for a in get_method(m).extra_teachers(self.options.get(m, {}))))
 
     @property
     def all_methods(self) -> list[str]:
@@ -109,8 +125,7 @@ class Study:
             "search_seed": self.search_seed,
             "recipe": self.recipe.to_dict(),
             "paper_protocol": self.paper_protocol,
-            "assistant": self.assistant,
-            "extra_teachers": list(self.extra_teachers),
+            "options": self.options,
             "concurrency": self.max_concurrent,
         }
 
@@ -140,6 +155,7 @@ class Study:
     def from_dict(cls, d: dict) -> "Study":
         d = dict(d)
         d.pop("budget_hash", None)
+        _move_legacy_options(d)
         allowed = {f.name for f in fields(cls)}
         extra = set(d) - allowed
         if extra:
@@ -157,16 +173,15 @@ class Study:
         return cls(**d)
 
 
-def default_assistant(teacher: str, student: str) -> str:
-    """A CIFAR ResNet halfway in depth between a ResNet teacher and student (Mirzadeh et al. 2020)."""
-    depths = {8: "resnet8", 14: "resnet14", 20: "resnet20", 26: "resnet26", 32: "resnet32", 44: "resnet44", 56: "resnet56", 110: "resnet110"}
-    m_t, m_s = re.fullmatch(r"resnet(\d+)", teacher), re.fullmatch(r"resnet(\d+)", student)
-    if not (m_t and m_s):
-        raise AuditError(f"takd needs an assistant architecture between {teacher} and {student}: give --assistant (or assistant in the study file)")
-    mid = (int(m_t.group(1)) + int(m_s.group(1))) / 2
-    return depths[min(depths, key=lambda d: (abs(d - mid), d))]
-
-
-def redact(url: str) -> str:
-    """A storage URL without its password, for anything written or printed."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+def _move_legacy_options(d: dict) -> None:
+    """Study files written before methods owned their options held them at the top level
+    (``assistant = ...``, ``extra_teachers = [...]``): move each into its method's options table."""
+    options = d.setdefault("options", {})
+    for card in cards().values():
+        for name in card.options:
+            if name in d:
+                value = d.pop(name)
+                if value and card.name in {canonical_name(m) for m in d.get("methods", [])}:
+                    options.setdefault(card.name, {}).setdefault(name, value)
+    if not options:
+        d.pop("options")

@@ -20,11 +20,17 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
-from methods._feature_common import PretrainStage, conv_bn_connector, ctx_stages, freeze, init_epochs, match_spatial
+from methods._feature_common import (
+    PretrainStage,
+    conv_bn_connector,
+    ctx_stages,
+    freeze,
+    init_epochs,
+    match_spatial,
+)
 from methods.base import Context, Method, kd_divergence
 
 
@@ -42,24 +48,9 @@ def stage_weights(k: int) -> list[float]:
 @register_method
 class AB(Method):
     name = "ab"
-    aliases = ("abound", "activation_boundaries")
-    paper = "Heo et al. 2019, Knowledge Transfer via Distillation of Activation Boundaries Formed by Hidden Neurons"
-    year = 2019
-    family = "multi-stage"
-    defaults = {"temperature": 3.0, "alpha": 1.0, "strength": 0.5, "margin": 1.0, "scale": 3.0, "init_fraction": 0.05}
-    space = {
-        "init_fraction": FloatDistribution(0.02, 0.3),
-        "scale": FloatDistribution(0.3, 30.0, log=True),
-    }
-    extra_cost = "initialisation stage inside the budget; connectors"
-    notes = (
-        "The seed survey ran 10 initialisation epochs on top of its 200 (extra compute), then KD with its T=5, lambda=0.5, and its feature path skipped the ReLUs between stages.",
-        "The CRD benchmark runs 30 initialisation epochs outside its 240-epoch budget and then trains with CE only (its script sets alpha=0).",
-        "The authors' second stage is the KL term alone at T=3 without the T^2 factor; the KD term here carries T^2 as in Hinton et al.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         self.s_idx, self.t_idx = ctx_stages(ctx)
         # As the authors' code: no connector where the shapes already agree.

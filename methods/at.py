@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -40,20 +39,9 @@ def at_loss(f_s: torch.Tensor, f_t: torch.Tensor, p: float = 2.0) -> torch.Tenso
 @register_method
 class AT(Method):
     name = "at"
-    aliases = ("attention", "attention_transfer")
-    paper = "Zagoruyko & Komodakis 2017, Paying More Attention to Attention (attention transfer)"
-    year = 2017
-    family = "features"
-    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 1000.0, "p": 2.0}
-    space = {"beta": FloatDistribution(10.0, 10000.0, log=True)}
-    extra_cost = "none"
-    notes = (
-        "The paper's eq. 2 writes beta/2 in front of the sum; the authors' code and the CRD benchmark use beta (1000) without the 1/2, as here.",
-        "The CRD benchmark pools the larger feature map before computing attention; here the attention map itself is pooled.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         self.s_idx, self.t_idx = ctx_stages(ctx)
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):

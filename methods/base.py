@@ -1,10 +1,12 @@
-"""What a KD method is: a declaration (paper, defaults, search space) and a module that adds losses.
+"""What a KD method is: a card in the catalogue (paper, defaults, search space, options) and a
+module that adds losses.
 
 Following mdistiller's distiller interface, a method wraps the student and the (frozen) teacher
 and returns ``(student_logits, {loss_name: loss})`` from ``forward_train``; the engine sums the
 losses. Trainable extras (regressors, connectors, heads, memory banks) are submodules of the
 method, so the optimiser trains them and the budget counts them. The engine knows nothing about
-any particular method.
+any particular method: a method's own options (TAKD's assistant, MKD's extra teachers) reach it
+unopened in ``Context.options``, and it resolves their defaults itself (``resolve_options``).
 """
 from __future__ import annotations
 
@@ -14,21 +16,11 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
-from audit.engine.models import Features
-from audit.engine.teacher_cache import TeacherCache
-
-# The dimensions every method shares where they apply. Ranges cover the values KD papers use
-# (T from 1 to 10; the survey hard-coded T=5, alpha=0.5; CRD's benchmark T=4).
-SHARED_SPACE: dict[str, BaseDistribution] = {
-    "temperature": FloatDistribution(1.0, 10.0),
-    "alpha": FloatDistribution(0.0, 1.0),
-    "strength": FloatDistribution(0.0, 1.0),
-}
-
-FAMILIES = ("baseline", "logits", "features", "relations", "multi-teacher", "multi-stage")
+from audit.engine.models import Features, model_names
+from audit.errors import AuditError, unknown
+from methods.catalogue import Card
 
 
 @dataclass(frozen=True)
@@ -55,6 +47,10 @@ class FeatureShapes:
         )
 
 
+def _frozen(module: nn.Module) -> nn.Module:
+    return module
+
+
 @dataclass
 class Context:
     """What a method may know when it builds its parts."""
@@ -62,34 +58,36 @@ class Context:
     student: FeatureShapes
     teacher: FeatureShapes | None
     num_train: int
-    # A strong per-sample augmentation bound to the run's generator (UDA-style views).
-    strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None
-    extra_teachers: list[nn.Module] = field(default_factory=list)  # frozen, eval mode (multi-teacher methods)
-    assistant: str | None = None  # architecture of TAKD's teacher assistant, chosen by the study
     in_channels: int = 3
     epochs: int = 1  # the budget's epochs, for methods with schedules (warm-ups, extra stages)
     paper_protocol: bool = False  # extra stages get their own full budget (more compute, reported)
-    teacher_cache: TeacherCache | None = None  # set by the engine when the teacher sees un-augmented batches
+    options: dict = field(default_factory=dict)  # this method's study options (its card's), resolved
+    extra_teachers: list[nn.Module] = field(default_factory=list)  # frozen, eval mode: the option teachers
+    # The run's generator, for methods that draw their own random numbers (UDA's strong view).
+    generator: torch.Generator | None = None
+    hflip: bool = True  # whether mirroring an image keeps its label in this data set
+    # The engine's way to take a network a method trained (TAKD's assistant) as a frozen teacher.
+    as_teacher: Callable[[nn.Module], nn.Module] = _frozen
 
 
 class Method(nn.Module):
     """Base class; a subclass declares the class attributes and implements ``forward_train``."""
 
     name: ClassVar[str]
-    aliases: ClassVar[tuple[str, ...]] = ()
+    # Set from the method's card by ``register_method`` (methods/catalogue.toml): aliases, paper,
+    # year, family, shared, defaults, space, extra_cost, notes, needs_teacher.
+    card: ClassVar[Card]
+    aliases: ClassVar[tuple[str, ...]]
     paper: ClassVar[str]
     year: ClassVar[int]
     family: ClassVar[str]
-    needs_teacher: ClassVar[bool] = True
-    shared: ClassVar[tuple[str, ...]] = ("temperature", "alpha", "strength")
-    # The paper's defaults, shared dimensions included, recorded next to the citation.
-    defaults: ClassVar[dict[str, float | int | str]] = {}
-    space: ClassVar[dict[str, BaseDistribution]] = {}
-    extra_cost: ClassVar[str] = "none"
-    # Where the survey's or the benchmark's code differs from the paper, one line each.
-    notes: ClassVar[tuple[str, ...]] = ()
+    needs_teacher: ClassVar[bool]
+    shared: ClassVar[tuple[str, ...]]
+    defaults: ClassVar[dict[str, float | int | str]]
+    extra_cost: ClassVar[str]
+    notes: ClassVar[tuple[str, ...]]
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, hp: dict, ctx: Context) -> None:
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, config: dict, ctx: Context) -> None:
         super().__init__()
         self.student = student
         # Held outside the module tree so it is never trained, saved with the student or counted.
@@ -98,7 +96,7 @@ class Method(nn.Module):
             teacher.eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        self.hp = {**self.defaults, **hp}
+        self.hp = self.hyper_parameters(config)
         self.ctx = ctx
 
     @property
@@ -108,12 +106,43 @@ class Method(nn.Module):
         return self._teacher[0]
 
     @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {**{k: SHARED_SPACE[k] for k in cls.shared}, **cls.space}
+    def search_space(cls) -> dict:
+        return cls.card.search_space()
 
     @classmethod
     def default_config(cls) -> dict[str, float | int | str]:
-        return {k: cls.defaults[k] for k in cls.search_space()}
+        return cls.card.default_config()
+
+    @classmethod
+    def hyper_parameters(cls, config: dict) -> dict:
+        """Every hyper-parameter of a run: the paper's defaults, overridden by the trial's config."""
+        return {**cls.defaults, **config}
+
+    @classmethod
+    def resolve_options(cls, options: dict, *, teacher: str, student: str) -> dict:
+        """This method's study options, checked (unknown ones refused, architectures known) and
+        with defaults filled in; a method with options of its own overrides this to add defaults."""
+        extra = sorted(set(options) - set(cls.card.options))
+        if extra:
+            allowed = ", ".join(cls.card.options) or "none"
+            raise AuditError(f"unknown option(s) {extra} for method {cls.name}; allowed: {allowed}")
+        resolved = {}
+        for name, value in options.items():
+            kind = cls.card.options[name].kind
+            archs = [value] if kind == "architecture" else value
+            if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+                raise AuditError(f"option {name} of method {cls.name} must be {'an architecture name' if kind == 'architecture' else 'a list of architecture names'}, got {value!r}")
+            for arch in archs:
+                if arch not in model_names():
+                    raise unknown("architecture", arch, model_names())
+            resolved[name] = value if kind == "architecture" else list(value)
+        return resolved
+
+    @classmethod
+    def extra_teachers(cls, options: dict) -> list[str]:
+        """Architectures the engine trains once (cached) and hands to the method frozen, in
+        ``Context.extra_teachers``: those of the options its card marks as teachers."""
+        return [a for name, o in cls.card.options.items() if o.teachers for a in options.get(name, [])]
 
     def train(self, mode: bool = True) -> "Method":
         super().train(mode)
@@ -125,17 +154,10 @@ class Method(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def teacher_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
-        teacher = self.teacher
-        if self.ctx.teacher_cache is not None:
-            return self.ctx.teacher_cache.forward(teacher, x, lambda inp: self._run_teacher(teacher, inp))
-        return self._run_teacher(teacher, x)
-
-    @staticmethod
-    def _run_teacher(teacher: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
         # no_grad rather than inference_mode: teacher outputs are saved by the student's loss graph
         # (inference tensors cannot be), and cloning them out would cost what inference mode saves.
         with torch.no_grad():
-            return teacher(x)
+            return self.teacher(x)
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

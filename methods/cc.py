@@ -17,7 +17,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -40,25 +39,9 @@ def cc_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor, gamma: float, 
 @register_method
 class CC(Method):
     name = "cc"
-    aliases = ("correlation_congruence", "cckd")
-    paper = "Peng et al. 2019, Correlation Congruence for Knowledge Distillation"
-    year = 2019
-    family = "relations"
-    defaults = {
-        "temperature": 4.0, "alpha": 0.0, "strength": 0.5,
-        "beta": 1.0, "gamma": 0.4, "order": 2, "feat_dim": 128,
-    }
-    space = {"beta": FloatDistribution(0.01, 100.0, log=True)}
-    extra_cost = "two linear embedding heads (to 128-d) trained with the student; B x B kernel matrices"
-    notes = (
-        "The CRD benchmark's Correlation code is a different, author-supplied approximation (mean of products of neighbouring |f_s - f_t|) with weight 0.02; this module uses the paper's Taylor-RBF kernel.",
-        "The paper combines CC with KD (CCKD); alpha defaults to 0 as in the CRD benchmark, and the search may turn KD on.",
-        "The paper's CIFAR-100 loss weight could not be confirmed; beta = 1 is this module's choice, searched on a log scale.",
-        "The paper's class-aware batch samplers are not used: batches are the engine's uniform random ones.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         dim = int(self.hp["feat_dim"])
         self.embed_s = Embed(ctx.student.pooled, dim)

@@ -19,7 +19,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -100,27 +99,9 @@ class ContrastMemory(nn.Module):
 @register_method
 class CRD(Method):
     name = "crd"
-    aliases = ("contrastive",)
-    paper = "Tian, Krishnan & Isola 2020, Contrastive Representation Distillation"
-    year = 2020
-    family = "features"
-    shared = ("strength",)
-    defaults = {
-        "strength": 0.5, "beta": 0.8, "nce_t": 0.07,
-        "feat_dim": 128, "nce_k": 16384, "nce_momentum": 0.5,
-    }
-    space = {
-        "beta": FloatDistribution(0.1, 8.0, log=True),
-        "nce_t": FloatDistribution(0.02, 0.5, log=True),
-    }
-    extra_cost = "two linear embedding heads trained with the student, two N x 128 memory banks, K+1 dot products per sample and anchor"
-    notes = (
-        "K (16384 in the paper) is capped at the training-set size minus one; digits has far fewer samples than CIFAR's 50000.",
-        "Negatives come from other classes (the CRD code's default 'exact' mode), via a label bank filled as samples are seen; sampling is with replacement.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         dim = int(self.hp["feat_dim"])
         self.embed_s = Embed(ctx.student.pooled, dim)

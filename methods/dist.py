@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 
 from methods import register_method
 from methods.base import Method
@@ -38,20 +37,6 @@ def dist_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: 
 @register_method
 class DIST(Method):
     name = "dist"
-    paper = "Huang et al. 2022, Knowledge Distillation from A Stronger Teacher"
-    year = 2022
-    family = "logits"
-    shared = ("temperature", "strength")
-    defaults = {"temperature": 1.0, "strength": 0.5, "beta": 1.0, "gamma": 1.0, "ce_weight": 1.0}
-    space = {
-        "beta": FloatDistribution(0.1, 10.0, log=True),
-        "gamma": FloatDistribution(0.1, 10.0, log=True),
-    }
-    extra_cost = "none"
-    notes = (
-        "The official code multiplies both relation terms by tau^2; the paper's pseudo-code does not (the same at the default tau = 1).",
-        "The defaults are the paper's ImageNet values; it reports CIFAR-100 too, with its own settings not reproduced here.",
-    )
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, _ = self.student(x)

@@ -10,20 +10,15 @@ Paper defaults (CIFAR-100): alpha = 1, beta = 8, T = 4, CE weight 1, and w risin
 from 1/20 to 1 over the first 20 of 240 epochs ("warm-up", as in mdistiller's DKD).
 
 The warm-up is scaled to the study's budget: it lasts ``warmup / paper_epochs`` of the
-run's epochs (20/240 of them by default). The engine hands every method the budget's epochs
-through the ``pretrain`` hook, which DKD uses only to read that number (it trains nothing
-there). Progress is counted in images seen, so w = min(epochs_done / warmup_epochs, 1) with
+run's epochs (20/240 of them by default; the budget's epochs are ``ctx.epochs``). Progress is counted in images seen, so w = min(epochs_done / warmup_epochs, 1) with
 fractional epochs (the current batch included): at each epoch's end it equals mdistiller's
 per-epoch ``min(epoch / warmup, 1)``, and short budgets, whose warm-up is shorter than one
 epoch, still get a ramp instead of none.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -53,39 +48,14 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
 @register_method
 class DKD(Method):
     name = "dkd"
-    aliases = ("decoupled_kd",)
-    paper = "Zhao et al. 2022, Decoupled Knowledge Distillation"
-    year = 2022
-    family = "logits"
-    shared = ("temperature", "strength")
-    defaults = {
-        "temperature": 4.0, "strength": 0.5,
-        "dkd_alpha": 1.0, "dkd_beta": 8.0, "ce_weight": 1.0,
-        "warmup": 20.0, "paper_epochs": 240.0,
-    }
-    space = {
-        "dkd_alpha": FloatDistribution(0.25, 4.0, log=True),
-        "dkd_beta": FloatDistribution(0.5, 16.0, log=True),
-    }
-    extra_cost = "none (a second softmax over the non-target classes)"
-    notes = (
-        "The official CIFAR-100 configs set beta per pair (e.g. 2 for ResNet56/ResNet20, 6 for WRN-40-2/WRN-16-2, 8 for ResNet32x4/ResNet8x4, the default).",
-        "The warm-up (20 of 240 epochs in the paper, stepped per epoch in mdistiller) is scaled to the budget's epochs and ramps per step here.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         self.images_seen = 0
-        # Until the engine tells the budget (pretrain hook), assume the paper's schedule.
-        self.budget_epochs = float(self.hp["paper_epochs"])
-
-    def pretrain(self, fit: Callable[[nn.Module, int], None], epochs: int) -> int:
-        self.budget_epochs = float(epochs)  # read the budget; no extra stage
-        return 0
 
     def warmup_factor(self) -> float:
         """min(epochs done / warm-up epochs, 1), the warm-up scaled to the budget."""
-        warm = float(self.hp["warmup"]) * self.budget_epochs / float(self.hp["paper_epochs"])
+        warm = float(self.hp["warmup"]) * self.ctx.epochs / float(self.hp["paper_epochs"])
         done = self.images_seen / max(1, self.ctx.num_train)
         return 1.0 if warm <= 0 else min(done / warm, 1.0)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import CategoricalDistribution, FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -39,23 +38,9 @@ def stage_index(position: str, n_stages: int) -> int:
 @register_method
 class FeatureKD(Method):
     name = "feature_kd"
-    aliases = ("fitnet", "fitnets", "hint")
-    paper = "Romero et al. 2015, FitNets: Hints for Thin Deep Nets"
-    year = 2015
-    family = "features"
-    # The CRD benchmark's FitNet: beta=100 on the middle stage, no KD term (alpha=0).
-    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 100.0, "hint_stage": "middle"}
-    space = {
-        "beta": FloatDistribution(1.0, 1000.0, log=True),
-        "hint_stage": CategoricalDistribution(("middle", "last")),
-    }
-    extra_cost = "regressor (one conv + BN) trained with the student"
-    notes = (
-        "The paper trains in two stages (hint pre-training, then KD with an annealed weight); the CRD benchmark and this module train in one stage.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         self.s_idx = stage_index(str(self.hp["hint_stage"]), len(ctx.student.post) - 1)
         self.t_idx = stage_index(str(self.hp["hint_stage"]), len(ctx.teacher.post) - 1)

@@ -21,11 +21,16 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
-from methods._feature_common import PretrainStage, ctx_stages, freeze, init_epochs, match_spatial
+from methods._feature_common import (
+    PretrainStage,
+    ctx_stages,
+    freeze,
+    init_epochs,
+    match_spatial,
+)
 from methods.base import Context, Method
 
 
@@ -39,26 +44,9 @@ def fsp_matrix(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
 @register_method
 class FSP(Method):
     name = "fsp"
-    aliases = ("flow_of_solution_procedure",)
-    paper = "Yim et al. 2017, A Gift from Knowledge Distillation: Fast Optimization, Network Minimization and Transfer Learning"
-    year = 2017
-    family = "multi-stage"
-    shared = ("strength",)
-    defaults = {"strength": 0.5, "beta": 1.0, "init_fraction": 0.125}
-    space = {
-        "beta": FloatDistribution(0.1, 100.0, log=True),
-        "init_fraction": FloatDistribution(0.05, 0.5),
-    }
-    extra_cost = "FSP stage inside the budget; 1x1 adapters"
-    notes = (
-        "The CRD benchmark runs the FSP stage for 30 epochs outside its 240-epoch budget with the unweighted loss; its beta=50 multiplies a term that is zero in the main stage, and its main stage is CE only.",
-        "The paper takes FSP pairs inside each residual section (same spatial size); the CRD benchmark and this module use consecutive stage outputs (stem included), pooling the larger map.",
-        "The paper sums the squared FSP differences (Frobenius); CRD and this module average over matrix entries, a rescaling of the weight that keeps the stage stable at the shared learning rate.",
-        "CRD's FSP needs equal channel counts (same-width pairs only); the 1x1 adapters for other pairs are this module's.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         s_idx, t_idx = ctx_stages(ctx)
         # The feature before the first matched stage, then each matched stage: k + 1 maps, k pairs.

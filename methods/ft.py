@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -67,24 +66,9 @@ def ft_loss(factor_s: torch.Tensor, factor_t: torch.Tensor, p: int = 1) -> torch
 @register_method
 class FT(Method):
     name = "ft"
-    aliases = ("factor_transfer", "factor")
-    paper = "Kim, Park & Kwak 2018, Paraphrasing Complex Network: Network Compression via Factor Transfer"
-    year = 2018
-    family = "multi-stage"
-    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 200.0, "rate": 0.5, "p": 1, "init_fraction": 0.125}
-    space = {
-        "beta": FloatDistribution(10.0, 5000.0, log=True),
-        "init_fraction": FloatDistribution(0.05, 0.5),
-    }
-    extra_cost = "paraphraser stage inside the budget; translator"
-    notes = (
-        "The CRD benchmark trains the paraphraser for 30 epochs outside its 240-epoch budget (lr 0.01 for CIFAR ResNets/WRNs) and leaves it in training mode afterwards; here the epochs count and it is frozen in eval mode.",
-        "CRD's FactorTransfer compares the channel-mean of squared factors (an attention map of the factor), not the flattened factors of the paper, as here.",
-        "CRD's paraphraser has no batch norm; the translator has it; both have it here.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         t_channels = ctx.teacher.post[-1][0]
         self.paraphraser = Paraphraser(t_channels, float(self.hp["rate"]))

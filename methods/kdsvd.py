@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -107,21 +106,9 @@ def rbf_correlation(v_top: torch.Tensor, v_bottom: torch.Tensor, width: float = 
 @register_method
 class KDSVD(Method):
     name = "kdsvd"
-    aliases = ("svd", "sskd_svd")
-    paper = "Lee, Kim & Song 2018, Self-supervised Knowledge Distillation Using Singular Value Decomposition"
-    year = 2018
-    family = "features"
-    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 1.0, "k": 1, "width": 8.0}
-    space = {"beta": FloatDistribution(0.1, 100.0, log=True)}
-    extra_cost = "batched SVD per stage and step; 1x1 adapters"
-    notes = (
-        "The CRD-era ports (RepDistiller's KDSVD, Knowledge-Distillation-Zoo) need equal channel counts; the 1x1 adapters on the student for other pairs are this module's.",
-        "The ports use torch.svd's plain backward and zero non-finite losses afterwards; here the SVD backward itself is regularised.",
-        "RepDistiller ships the loss without a benchmark weight (it is absent from its scripts); beta = 1 adds it unweighted to CE.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         self.s_idx, self.t_idx = ctx_stages(ctx)
         if len(self.s_idx) < 2:

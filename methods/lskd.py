@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 
 from methods import register_method
 from methods.base import Method
@@ -37,19 +36,6 @@ def lskd_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 @register_method
 class LSKD(Method):
     name = "lskd"
-    aliases = ("logit_standardization", "kd_ls")
-    paper = "Sun et al. 2024, Logit Standardization in Knowledge Distillation"
-    year = 2024
-    family = "logits"
-    shared = ("temperature", "strength")
-    defaults = {"temperature": 2.0, "strength": 0.5, "kd_weight": 9.0, "ce_weight": 1.0}
-    space = {"kd_weight": FloatDistribution(0.5, 30.0, log=True)}
-    extra_cost = "none"
-    notes = (
-        "The official code standardises with the unbiased std (n - 1), i.e. the paper's T scaled by sqrt((C-1)/C); this module follows the paper.",
-        "The official configs are inconsistent about the CE weight (mdistiller's KD uses 0.1; the LSKD config sets 1); 1 is used here.",
-        "Some base temperatures in the official logs are 3 rather than 2 (per pair); 2 is the README's default.",
-    )
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, _ = self.student(x)

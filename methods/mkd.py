@@ -2,8 +2,10 @@
 to ensembles of teachers in Hinton et al. 2015 and You et al. 2017).
 
 loss = (1 - alpha) * CE + alpha * T^2 * mean over teachers of KL(p_teacher^T || p_student^T).
-The further teachers are declared by the study (``extra_teachers``), trained once and cached
-like the main teacher. Survey defaults: T=5, alpha=0.5; teachers its ResNet26 and a WRN22-4.
+The further teachers are this method's option ``extra_teachers`` (``[options.mkd]`` in a study,
+``--extra-teacher`` on the command line; default wrn_16_2, or resnet32 when the teacher is
+wrn_16_2); the engine trains each once, caches it like the main teacher and hands it over frozen.
+Survey defaults: T=5, alpha=0.5; teachers its ResNet26 and a WRN22-4.
 """
 from __future__ import annotations
 
@@ -18,18 +20,18 @@ from methods.base import Context, Method, kd_divergence
 @register_method
 class MKD(Method):
     name = "mkd"
-    aliases = ("multi_teacher", "ensemble_kd")
-    paper = "Ruffy & Chahal 2019, The State of Knowledge Distillation for Classification (multi-teacher KD)"
-    year = 2019
-    family = "multi-teacher"
-    defaults = {"temperature": 5.0, "alpha": 0.5, "strength": 0.5}
-    extra_cost = "one forward pass per extra teacher each step, and training each extra teacher once (cached)"
-    notes = ("The survey's second teacher was a WRN22-4; here the study declares them (default wrn_16_2).",)
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    @classmethod
+    def resolve_options(cls, options: dict, *, teacher: str, student: str) -> dict:
+        resolved = super().resolve_options(options, teacher=teacher, student=student)
+        if not resolved.get("extra_teachers"):
+            resolved["extra_teachers"] = ["wrn_16_2" if teacher != "wrn_16_2" else "resnet32"]
+        return resolved
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         if not ctx.extra_teachers:
-            raise ValueError("mkd needs the study's extra_teachers")
+            raise ValueError("mkd needs its extra teachers (the engine builds them from its extra_teachers option)")
         for t in ctx.extra_teachers:
             t.eval()
             for p in t.parameters():

@@ -11,13 +11,6 @@ from methods.base import Method
 @register_method
 class NoKD(Method):
     name = "nokd"
-    aliases = ("baseline", "student", "ce")
-    paper = "Cross-entropy training of the student alone (no distillation)"
-    year = 0
-    family = "baseline"
-    needs_teacher = False
-    shared = ("strength",)
-    defaults = {"strength": 0.5}
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, _ = self.student(x)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -39,20 +38,9 @@ def nst_mmd2(f_s: torch.Tensor, f_t: torch.Tensor, d: int = 2, c: float = 0.0) -
 @register_method
 class NST(Method):
     name = "nst"
-    aliases = ("neuron_selectivity_transfer",)
-    paper = "Huang & Wang 2017, Like What You Like: Knowledge Distill via Neuron Selectivity Transfer"
-    year = 2017
-    family = "features"
-    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 50.0, "degree": 2, "c": 0.0}
-    space = {"beta": FloatDistribution(1.0, 1000.0, log=True)}
-    extra_cost = "none (channel Gram matrices per stage)"
-    notes = (
-        "The CRD benchmark weights the summed MMD^2 by beta (50) without the paper's 1/2, i.e. twice the weight used here.",
-        "The paper transfers at selected deep layers; the CRD benchmark and this module sum NST over every matched stage.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         self.s_idx, self.t_idx = ctx_stages(ctx)
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):

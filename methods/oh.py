@@ -18,7 +18,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -48,21 +47,9 @@ def partial_l2(source: torch.Tensor, target: torch.Tensor, margin: torch.Tensor)
 @register_method
 class OH(Method):
     name = "oh"
-    aliases = ("ofd", "overhaul")
-    paper = "Heo et al. 2019, A Comprehensive Overhaul of Feature Distillation"
-    year = 2019
-    family = "features"
-    shared = ("strength",)
-    defaults = {"strength": 0.5, "beta": 1.0}
-    space = {"beta": FloatDistribution(0.1, 10.0, log=True)}
-    extra_cost = "per-stage connector (1x1 conv + BN)"
-    notes = (
-        "The seed survey left the teacher in training mode (its batch-norm statistics drift) and skipped the ReLUs between stages in its feature path; here the teacher stays frozen in eval mode and runs its own forward.",
-        "Stages whose pre-ReLU feature is not a batch-norm output (ShuffleNet sums and concatenations) have no margin to read: they use margin 0, which the paper does not define.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         self.s_idx, self.t_idx = ctx_stages(ctx)
         self.connectors = nn.ModuleList(

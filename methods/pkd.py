@@ -18,7 +18,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -75,19 +74,9 @@ def concat_mse(student_feats: list[torch.Tensor], teacher_feats: list[torch.Tens
 @register_method
 class PKD(Method):
     name = "pkd"
-    aliases = ("patient_kd",)
-    paper = "Ruffy & Chahal 2019, The State of Knowledge Distillation for Classification (PKD baseline)"
-    year = 2019
-    family = "features"
-    defaults = {"temperature": 5.0, "alpha": 0.5, "strength": 0.5, "beta": 10.0}
-    space = {"beta": FloatDistribution(0.1, 1000.0, log=True)}
-    extra_cost = "1x1 conv + BN connectors trained with the student, only for stage pairs of unequal shape"
-    notes = (
-        "The survey's code hard-coded beta = 10 and only ran pairs with equal stage shapes; connectors and depth pairing are this module's extension.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         self.pairs = pair_stages(len(ctx.student.post) - 1, len(ctx.teacher.post) - 1)
         self.connectors = build_connectors(self.pairs, ctx.student.post, ctx.teacher.post)

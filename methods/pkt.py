@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 
 from methods import register_method
 from methods.base import Method
@@ -35,17 +34,6 @@ def pkt_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tens
 @register_method
 class PKT(Method):
     name = "pkt"
-    aliases = ("probabilistic_kt",)
-    paper = "Passalis & Tefas 2018, Learning Deep Representations with Probabilistic Knowledge Transfer"
-    year = 2018
-    family = "relations"
-    shared = ("strength",)
-    defaults = {"strength": 0.5, "beta": 30000.0}
-    space = {"beta": FloatDistribution(1000.0, 300000.0, log=True)}
-    extra_cost = "B x B similarity matrices (no trainable parts)"
-    notes = (
-        "The paper sums the divergence over sample pairs; the CRD benchmark averages over the B^2 entries, and its weight 30000 goes with that mean (used here).",
-    )
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, feats = self.student(x)

@@ -17,19 +17,13 @@ ReLU, teacher features before it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
 from methods._feature_common import ctx_stages
 from methods.base import Context, Method
-
-PAPER_WARMUP_EPOCHS = 20
-PAPER_EPOCHS = 240
 
 
 class ABF(nn.Module):
@@ -69,22 +63,9 @@ def hcl_loss(f_s: torch.Tensor, f_t: torch.Tensor, levels: tuple[int, ...] = (4,
 @register_method
 class ReviewKD(Method):
     name = "reviewkd"
-    aliases = ("review", "knowledge_review")
-    paper = "Chen, Liu, Zhao & Jia 2021, Distilling Knowledge via Knowledge Review"
-    year = 2021
-    family = "features"
-    shared = ("strength",)
-    defaults = {"strength": 0.5, "beta": 1.0, "warmup_fraction": PAPER_WARMUP_EPOCHS / PAPER_EPOCHS}
-    space = {"beta": FloatDistribution(0.1, 10.0, log=True)}
-    extra_cost = "ABF fusion modules per level"
-    notes = (
-        "The authors warm the loss up over 20 of 240 epochs; within the audit's budget the warm-up keeps that fraction (20 epochs when the budget is unknown).",
-        "The authors' CIFAR-100 script sets the weight per pair (0.6 to 8.0, 5.0 for most pairs; 1.0 is their code's default); here it is searched.",
-        "The authors step the warm-up factor once per epoch, counted from 0 (no review loss in the first epoch; mdistiller counts from 1); here it ramps every step over the same fraction of the budget, so short budgets keep a warm-up rather than losing a whole epoch.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         self.s_idx, self.t_idx = ctx_stages(ctx)
         s_channels = [ctx.student.post[i][0] for i in self.s_idx] + [ctx.student.pooled]
@@ -97,16 +78,11 @@ class ReviewKD(Method):
             for n, (c_s, c_t) in enumerate(zip(reversed(s_channels), reversed(t_channels)))
         )
         self.num_train = max(1, ctx.num_train)
-        self.budget: int | None = None
         self._seen = 0
-
-    def pretrain(self, fit: Callable[[nn.Module, int], None], epochs: int) -> int:
-        self.budget = epochs  # no extra stage: only the budget is noted, for the warm-up
-        return 0
 
     def warmup_factor(self, epochs_done: float) -> float:
         """min(epochs done / warm-up epochs, 1); ``epochs_done`` is fractional (samples seen / train size)."""
-        warmup = PAPER_WARMUP_EPOCHS if self.budget is None else float(self.hp["warmup_fraction"]) * self.budget
+        warmup = float(self.hp["warmup_fraction"]) * self.ctx.epochs
         return 1.0 if warmup <= 0 else min(epochs_done / warmup, 1.0)
 
     def fused(self, feats) -> list[torch.Tensor]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 
 from methods import register_method
 from methods.base import Method
@@ -44,21 +43,6 @@ def rkd_terms(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> tuple[tor
 @register_method
 class RKD(Method):
     name = "rkd"
-    aliases = ("relational_kd",)
-    paper = "Park et al. 2019, Relational Knowledge Distillation"
-    year = 2019
-    family = "relations"
-    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "w_distance": 25.0, "w_angle": 50.0}
-    space = {
-        "w_distance": FloatDistribution(1.0, 250.0, log=True),
-        "w_angle": FloatDistribution(2.0, 500.0, log=True),
-    }
-    extra_cost = "B^3 angle terms per batch on the embedding (no trainable parts)"
-    notes = (
-        "The seed survey added KD on top (T=5, alpha=0.5); here alpha defaults to 0 as in the CRD benchmark and the search may turn KD on.",
-        "The seed survey's RKD code at its final commit fails for 3-stage networks.",
-        "Like the CRD/mdistiller code, the angle term averages over all B^3 index triples, degenerate ones (i=j or j=k) included.",
-    )
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, feats = self.student(x)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -33,26 +32,9 @@ def max_abs_difference(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -
 @register_method
 class SFD(Method):
     name = "sfd"
-    aliases = ("fd", "simple_feature_distillation")
-    paper = "Ruffy & Chahal 2019, The State of Knowledge Distillation for Classification (SFD baseline)"
-    year = 2019
-    family = "features"
-    shared = ("strength",)
-    defaults = {"strength": 0.5, "beta": 1.0}
-    # Up to the survey's fixed weight, not past it: the max-difference loss has a constant-size
-    # gradient, so at lr 0.1 a larger weight overshoots and diverges (measured on digits:
-    # wrn_16_2 -> resnet8 reached inf/NaN at beta 5 on every seed, resnet20 -> resnet8 fell to
-    # chance at 10); a space half made of divergent weights would also handicap SFD's search.
-    space = {"beta": FloatDistribution(0.001, 1.0, log=True)}
-    extra_cost = "1x1 conv connectors trained with the student, only where channel counts differ"
-    notes = (
-        "The survey's code compares per-channel global maxima (adaptive max pooling) rather than whole feature maps, and uses a fixed weight 1.",
-        "Its loss reads pre-activation features of every child module (conv and BN of the stem separately); here the stem counts once.",
-        "The searched weight stops at the survey's fixed 1: above it the loss diverges at the studies' lr 0.1.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         # The stem (index 0) pairs with the stem, then the stages by relative depth.
         self.pairs = [(0, 0), *pair_stages(len(ctx.student.pre) - 1, len(ctx.teacher.pre) - 1)]

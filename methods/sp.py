@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from methods import register_method
 from methods.base import Method
@@ -31,20 +30,6 @@ def sp_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Ten
 @register_method
 class SP(Method):
     name = "sp"
-    aliases = ("similarity_preserving",)
-    paper = "Tung & Mori 2019, Similarity-Preserving Knowledge Distillation"
-    year = 2019
-    family = "relations"
-    shared = ("strength",)
-    defaults = {"strength": 0.5, "gamma": 3000.0, "stages": "last"}
-    space = {
-        "gamma": FloatDistribution(100.0, 30000.0, log=True),
-        "stages": CategoricalDistribution(("last", "all")),
-    }
-    extra_cost = "B x B similarity matrices (no trainable parts)"
-    notes = (
-        "The paper's ablations also place the loss at several stages; 'all' sums it over every stage (paired from the last) with the same gamma.",
-    )
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, feats = self.student(x)

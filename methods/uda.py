@@ -2,7 +2,7 @@
 
 After Xie et al. 2019, "Unsupervised Data Augmentation for Consistency Training" (UDA): every
 batch is seen twice, as the normal (weakly augmented) view x and as a strongly augmented
-view x' (``ctx.strong_augment``, standing in for the survey's AutoAugment CIFAR-10 policy):
+view x' (the engine's ``strong_augment``, standing in for the survey's AutoAugment CIFAR-10 policy):
 
     loss = 1/2 KD(x) + 1/2 KD(x') + consistency * KL(p_s(x) || p_s(x'))    (T = 1, batchmean)
 
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 
+from audit.engine.augment import strong_augment
 from methods import register_method
 from methods.base import Method, kd_divergence
-
-CONSISTENCY_SPACE = FloatDistribution(0.0, 5.0)  # includes the survey's 0 and UDA's 1
 
 
 def consistency_kl(clean_logits: torch.Tensor, strong_logits: torch.Tensor) -> torch.Tensor:
@@ -29,29 +27,22 @@ def consistency_kl(clean_logits: torch.Tensor, strong_logits: torch.Tensor) -> t
     return F.kl_div(log_p_strong, log_p_clean, reduction="batchmean", log_target=True)
 
 
-def strong_view(method: Method, x: torch.Tensor) -> torch.Tensor:
-    if method.ctx.strong_augment is None:
-        raise RuntimeError(f"method {method.name} needs ctx.strong_augment for its second view")
-    return method.ctx.strong_augment(x)
+class TwoViews:
+    """Methods that see every batch twice: ``second_view`` is the strongly augmented one."""
+
+    def second_view(self, x: torch.Tensor) -> torch.Tensor:
+        """Drawn from the run's generator, so a run stays a pure function of its seed."""
+        if self.ctx.generator is None:
+            raise RuntimeError(f"method {self.name} needs the run's generator (ctx.generator) for its second view")
+        return strong_augment(x, self.ctx.generator, hflip=self.ctx.hflip)
 
 
 @register_method
-class UDA(Method):
+class UDA(TwoViews, Method):
     name = "uda"
-    aliases = ("kd_uda",)
-    paper = "Ruffy & Chahal 2019, The State of Knowledge Distillation for Classification (KD + UDA view)"
-    year = 2019
-    family = "logits"
-    defaults = {"temperature": 5.0, "alpha": 0.5, "strength": 0.5, "consistency": 0.0}
-    space = {"consistency": CONSISTENCY_SPACE}
-    extra_cost = "a second, strongly augmented view: two student and two teacher forward passes per step"
-    notes = (
-        "The survey's views were crop/flip and AutoAugment's CIFAR-10 policy on PIL images; here the engine's batched strong augmentation makes the second view.",
-        "The survey's (disabled) consistency term took the augmented prediction as target; this module follows UDA (clean prediction, stop-gradient).",
-    )
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
-        x_strong = strong_view(self, x)
+        x_strong = self.second_view(x)
         logits, _ = self.student(x)
         logits_strong, _ = self.student(x_strong)
         t_logits, _ = self.teacher_forward(x)

@@ -14,27 +14,15 @@ import torch.nn.functional as F
 
 from methods import register_method
 from methods.base import Method
-from methods.uda import CONSISTENCY_SPACE, consistency_kl, strong_view
+from methods.uda import TwoViews, consistency_kl
 
 
 @register_method
-class UDANoKD(Method):
+class UDANoKD(TwoViews, Method):
     name = "uda_nokd"
-    aliases = ("uda_no_kd",)
-    paper = "Ruffy & Chahal 2019, The State of Knowledge Distillation for Classification (UDA view, no teacher)"
-    year = 2019
-    family = "baseline"
-    needs_teacher = False
-    shared = ("strength",)
-    defaults = {"strength": 0.5, "consistency": 0.0}
-    space = {"consistency": CONSISTENCY_SPACE}
-    extra_cost = "a second, strongly augmented view: two student forward passes per step"
-    notes = (
-        "The survey published no code for UDA-NOKD; the equal halves of CE mirror its UDA's halves of KD.",
-    )
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
-        x_strong = strong_view(self, x)
+        x_strong = self.second_view(x)
         logits, _ = self.student(x)
         logits_strong, _ = self.student(x_strong)
         return logits, {

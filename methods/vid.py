@@ -17,7 +17,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import FloatDistribution
 from torch import nn
 
 from methods import register_method
@@ -56,20 +55,9 @@ class VIDRegressor(nn.Module):
 @register_method
 class VID(Method):
     name = "vid"
-    aliases = ("variational_information_distillation",)
-    paper = "Ahn et al. 2019, Variational Information Distillation for Knowledge Transfer"
-    year = 2019
-    family = "features"
-    defaults = {"temperature": 4.0, "alpha": 0.0, "strength": 0.5, "beta": 1.0, "init_var": 5.0}
-    space = {"beta": FloatDistribution(0.1, 10.0, log=True)}
-    extra_cost = "per-stage regressor (three 1x1 convs) and variances"
-    notes = (
-        "The paper's bound sums the negative log-likelihood over channels and positions; the CRD benchmark and this module average it (a rescaling of beta).",
-        "The CRD benchmark pools the larger of the two feature maps when spatial sizes differ; so does this module.",
-    )
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, hp: dict, ctx: Context) -> None:
-        super().__init__(student, teacher, hp, ctx)
+    def __init__(self, student: nn.Module, teacher: nn.Module, config: dict, ctx: Context) -> None:
+        super().__init__(student, teacher, config, ctx)
         assert ctx.teacher is not None
         self.s_idx, self.t_idx = ctx_stages(ctx)
         init_var = float(self.hp["init_var"])

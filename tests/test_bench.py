@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audit.engine import bench
 from audit.cli import main
+from audit.engine import bench
 from audit.engine.models import build_model
-from audit.study import Study
 from audit.engine.teacher_cache import TeacherCache
-from audit.engine.train import Accel, Recipe, run
+from audit.engine.train import Accel, Recipe, train_student
+from audit.study import Study
 
 RECIPE = Recipe(epochs=2, batch_size=128)
 
@@ -72,7 +72,7 @@ def test_teacher_cache_gives_identical_numbers_and_skips_the_teacher(small, meth
     for cache in (True, False):
         teacher = _teacher()
         calls[cache] = _count_calls(teacher)
-        results[cache], _ = run(method=method, config=config, splits=small, student_arch="resnet8", teacher=teacher,
+        results[cache], _ = train_student(method=method, config=config, splits=small, student_arch="resnet8", teacher=teacher,
                                 recipe=RECIPE, seed=5, accel=Accel(teacher_cache=cache))
     on, off = results[True], results[False]
     assert on.status == off.status == "ok"
@@ -91,7 +91,7 @@ def test_teacher_cache_gives_identical_numbers_and_skips_the_teacher(small, meth
 def test_teacher_cache_is_not_used_with_augmentation(small):
     teacher = _teacher()
     calls = _count_calls(teacher)
-    r, _ = run(method="kd", config={"strength": 0.3}, splits=small, student_arch="resnet8", teacher=teacher,
+    r, _ = train_student(method="kd", config={"strength": 0.3}, splits=small, student_arch="resnet8", teacher=teacher,
                recipe=Recipe(epochs=2, batch_size=128), seed=0)
     assert r.status == "ok"
     assert calls[0] == 1 + 2 * (len(small.train) // 128)
@@ -145,9 +145,9 @@ def test_gpu_settings_are_no_ops_on_the_cpu(small):
     assert Accel(bf16=True, compile=True).on(torch.device("cpu")) == Accel()
     teacher = _teacher()
     config = {"strength": 0.4, "temperature": 4.0, "alpha": 0.5}
-    gpu, student = run(method="kd", config=config, splits=small, student_arch="resnet8", teacher=teacher, recipe=RECIPE,
+    gpu, student = train_student(method="kd", config=config, splits=small, student_arch="resnet8", teacher=teacher, recipe=RECIPE,
                        seed=2, accel=Accel(bf16=True, compile=True))
-    plain, _ = run(method="kd", config=config, splits=small, student_arch="resnet8", teacher=teacher, recipe=RECIPE,
+    plain, _ = train_student(method="kd", config=config, splits=small, student_arch="resnet8", teacher=teacher, recipe=RECIPE,
                    seed=2, accel=Accel())
     assert gpu.train_loss == plain.train_loss and gpu.val_acc == plain.val_acc and gpu.flops == plain.flops
     assert getattr(student, "_compiled_call_impl", None) is None
@@ -176,7 +176,7 @@ def test_channels_last_changes_numbers_only_at_float_precision(small):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     # A whole run: each layout deterministic, and both train alike.
     config = {"strength": 0.3, "temperature": 4.0, "alpha": 0.9}
-    runs = [run(method="kd", config=config, splits=small, student_arch="resnet8", teacher=teacher, recipe=RECIPE, seed=4,
+    runs = [train_student(method="kd", config=config, splits=small, student_arch="resnet8", teacher=teacher, recipe=RECIPE, seed=4,
                 accel=Accel(channels_last=cl))[0] for cl in (True, False, True)]
     assert runs[0].train_loss == runs[2].train_loss
     assert runs[0].train_loss == pytest.approx(runs[1].train_loss, rel=1e-3)

@@ -8,8 +8,8 @@ import tomllib
 import pandas as pd
 import pytest
 import tomli_w
-
 from _procs import teachers
+
 from audit.budget import BUDGET_COLUMNS, check_equal
 from audit.cli import main
 from audit.errors import AuditError

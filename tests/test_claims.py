@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from audit.judge import claims
 from audit.cli import main
 from audit.errors import AuditError
+from audit.judge import claims
 
 SOURCE = claims.SOURCE_PATH
 needs_source = pytest.mark.skipif(not SOURCE.is_file(), reason="shared claims file not present")

@@ -12,8 +12,17 @@ import tempfile
 
 import pandas as pd
 import pytest
-
-from _procs import audit, free_port, journal, kill_group, optuna_states, start, tails, teachers, wait_for
+from _procs import (
+    audit,
+    free_port,
+    journal,
+    kill_group,
+    optuna_states,
+    start,
+    tails,
+    teachers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,10 @@ from torch import nn
 
 from audit.engine.data import Split, Splits, load_splits
 from audit.engine.models import build_model
-from audit.engine.train import Recipe, run
+from audit.engine.train import Recipe, train_student
 from methods import canonical_name, get_method
-from methods.base import FAMILIES, SHARED_SPACE, Context, FeatureShapes
+from methods.base import Context, FeatureShapes
+from methods.catalogue import FAMILIES, SHARED_SPACE
 
 torch.set_num_threads(1)
 
@@ -45,10 +46,11 @@ def _calibrated(arch: str, seed: int) -> nn.Module:
     return copy.deepcopy(_TEMPLATES[arch, seed])
 
 
-def _build(method: str, teacher: nn.Module, student: nn.Module, hp: dict | None = None, num_train: int = 64):
+def _build(method: str, teacher: nn.Module, student: nn.Module, hp: dict | None = None, num_train: int = 64,
+           epochs: int = 12):
     cls = get_method(method)
     sample = torch.randn(2, 1, 8, 8)
-    ctx = Context(FeatureShapes.of(student, sample), FeatureShapes.of(teacher, sample), num_train)
+    ctx = Context(FeatureShapes.of(student, sample), FeatureShapes.of(teacher, sample), num_train, epochs=epochs)
     return cls(student, teacher, {**cls.default_config(), **(hp or {})}, ctx)
 
 
@@ -435,9 +437,10 @@ def test_reviewkd_golden() -> None:
 def test_reviewkd_warmup_and_shapes(batch) -> None:
     x, y = batch
     teacher, student = _calibrated("resnet32x4", 1), _calibrated("shufflenet_v2", 2).train()
-    m = _build("reviewkd", teacher, student, num_train=16)
-    assert m.warmup_factor(1) == pytest.approx(1 / 20)  # budget unknown: the authors' 20 epochs
-    assert m.pretrain(lambda module, n: None, 24) == 0  # no extra stage, only the budget is noted
+    paper = _build("reviewkd", teacher, student, num_train=16, epochs=240)
+    assert paper.warmup_factor(1) == pytest.approx(1 / 20)  # the paper's 240 epochs: the authors' 20 of warm-up
+    m = _build("reviewkd", teacher, student, num_train=16, epochs=24)
+    assert m.pretrain(lambda module, n: None, 24) == 0  # no extra stage: the budget comes in ctx.epochs
     # 20/240 of 24 epochs = 2 epochs of warm-up, from 0.
     assert m.warmup_factor(0) == 0.0 and m.warmup_factor(1) == pytest.approx(0.5) and m.warmup_factor(3) == 1.0
     _, fs = student(x)
@@ -465,7 +468,6 @@ def test_training_step_properties(name: str, pair: tuple[str, str], batch) -> No
     teacher, student = _calibrated(pair[0], 1), _calibrated(pair[1], 2)
     m = _build(name, teacher, student)
     if name == "reviewkd":
-        m.pretrain(lambda module, n: None, 12)
         m._seen = 10 * m.num_train  # past the warm-up, so the review loss counts
     stats = {k: v.clone() for k, v in teacher.state_dict().items()}
     m.train()
@@ -550,7 +552,7 @@ def test_short_run_on_digits(name: str, teacher_arch: str, small_digits: Splits)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     cls = get_method(name)
     recipe = Recipe(epochs=2, batch_size=128)
-    r, _ = run(method=name, config=dict(cls.default_config()), splits=small_digits, student_arch="resnet8",
+    r, _ = train_student(method=name, config=dict(cls.default_config()), splits=small_digits, student_arch="resnet8",
                teacher=teacher, recipe=recipe, seed=0)
     assert r.status == "ok", r.reason
     assert r.val_acc and all(math.isfinite(a) for a in r.val_acc)

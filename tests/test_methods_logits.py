@@ -18,9 +18,10 @@ from torch import nn
 
 from audit.engine.data import Split, Splits, load_splits
 from audit.engine.models import build_model
-from audit.engine.train import Recipe, run
+from audit.engine.train import Recipe, train_student
 from methods import get_method
-from methods.base import FAMILIES, Context, FeatureShapes, kd_divergence
+from methods.base import Context, FeatureShapes, kd_divergence
+from methods.catalogue import FAMILIES
 from methods.cc import cc_loss, correlation_matrix
 from methods.crd import ContrastMemory, nce_loss
 from methods.dist import dist_terms
@@ -114,9 +115,9 @@ def test_dkd_reformulates_kd() -> None:
 def test_dkd_warmup_scales_to_budget() -> None:
     s, t = build_model("resnet8", in_channels=1, num_classes=10), build_model("resnet14", in_channels=1, num_classes=10)
     x = torch.randn(2, 1, 8, 8)
-    ctx = Context(FeatureShapes.of(s, x), FeatureShapes.of(t, x), num_train=100)
+    ctx = Context(FeatureShapes.of(s, x), FeatureShapes.of(t, x), num_train=100, epochs=24)
     method = get_method("dkd")(s, t, {}, ctx)
-    assert method.pretrain(lambda m, n: None, 24) == 0  # reads the budget, trains nothing
+    assert method.pretrain(lambda m, n: None, 24) == 0  # the budget comes in ctx.epochs: no extra stage
     # 20/240 of 24 epochs = 2 warm-up epochs of 100 images: the weight after each batch of 50
     # is the fraction of those 200 images seen, then stays at 1.
     factors = []
@@ -335,9 +336,12 @@ def _build(name: str, teacher_arch: str, student_arch: str, *, same_weights: boo
     g = torch.Generator().manual_seed(0)
     ctx = Context(
         FeatureShapes.of(student, x), FeatureShapes.of(teacher, x) if cls.needs_teacher else None, num_train,
-        strong_augment=strong or (lambda v: v + 0.3 * torch.randn(v.shape, generator=g)),
+        generator=g,
     )
-    return cls(student, teacher if cls.needs_teacher else None, {}, ctx), student, teacher
+    method = cls(student, teacher if cls.needs_teacher else None, {}, ctx)
+    if strong is not None:
+        method.second_view = strong  # a chosen second view instead of the seeded strong augmentation
+    return method, student, teacher
 
 
 @pytest.fixture(scope="module")
@@ -450,7 +454,7 @@ def test_real_run_on_digits(name: str, teacher_arch: str, digits, teachers) -> N
     teacher = teachers[teacher_arch]
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     cls = get_method(name)
-    result, student = run(
+    result, student = train_student(
         method=name, config=cls.default_config(), splits=digits, student_arch="resnet8",
         teacher=teacher, recipe=Recipe(epochs=1, batch_size=128), seed=0,
     )

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audit.engine.models import build_model
-from audit.engine.train import Recipe, run
+from audit.engine.train import Recipe, train_student
 from methods.base import Context, FeatureShapes
 from methods.mkd import MKD
 
@@ -41,8 +41,8 @@ def test_mkd_is_the_mean_of_the_teachers_kd_terms(digits):
 def test_takd_assistant_stage_inside_or_outside_the_budget(digits, paper_protocol, expected_epochs):
     teacher = _model("resnet20", 3)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    r, _ = run(method="takd", config={"temperature": 4.0, "alpha": 0.5, "strength": 0.0}, splits=digits,
-               student_arch="resnet8", teacher=teacher, assistant="resnet14", recipe=Recipe(epochs=4, batch_size=256),
+    r, _ = train_student(method="takd", config={"temperature": 4.0, "alpha": 0.5, "strength": 0.0}, splits=digits,
+               student_arch="resnet8", teacher=teacher, options={"assistant": "resnet14"}, recipe=Recipe(epochs=4, batch_size=256),
                seed=0, paper_protocol=paper_protocol)
     assert r.status == "ok", r.reason
     assert r.epochs == expected_epochs and r.pretrain_epochs == (4 if paper_protocol else 2)
@@ -52,7 +52,7 @@ def test_takd_assistant_stage_inside_or_outside_the_budget(digits, paper_protoco
 
 
 def test_mkd_trains_with_two_teachers(digits):
-    r, _ = run(method="mkd", config={"temperature": 4.0, "alpha": 0.5, "strength": 0.2}, splits=digits,
+    r, _ = train_student(method="mkd", config={"temperature": 4.0, "alpha": 0.5, "strength": 0.2}, splits=digits,
                student_arch="resnet8", teacher=_model("resnet14", 1), extra_teachers=[_model("wrn_16_1", 2)],
                recipe=Recipe(epochs=1, batch_size=256), seed=0)
     assert r.status == "ok" and 0 <= r.val_last <= 100
@@ -61,5 +61,6 @@ def test_mkd_trains_with_two_teachers(digits):
 def test_study_picks_an_assistant_between_teacher_and_student():
     from audit.study import Study
 
-    assert Study(name="a", methods=["takd"], teacher="resnet32", student="resnet8").assistant == "resnet20"
-    assert Study(name="a", methods=["mkd"]).extra_teachers == ["wrn_16_2"]
+    assert Study(name="a", methods=["takd"], teacher="resnet32", student="resnet8").options["takd"]["assistant"] == "resnet20"
+    assert Study(name="a", methods=["mkd"]).options["mkd"]["extra_teachers"] == ["wrn_16_2"]
+    assert Study(name="a", methods=["mkd"]).extra_teachers() == ["wrn_16_2"]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from _procs import audit, free_port, journal, kill_group, optuna_states, start, teachers
 
 pytestmark = pytest.mark.slow

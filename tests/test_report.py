@@ -14,7 +14,14 @@ import pytest
 from audit.cli import main
 from audit.errors import AuditError
 from audit.judge.stats import judge_claim
-from audit.report.write import StudyFolder, expected_max, expected_max_std, importance_table, matrix_section, write_report
+from audit.report.write import (
+    StudyFolder,
+    expected_max,
+    expected_max_std,
+    importance_table,
+    matrix_section,
+    write_report,
+)
 
 SECTION_TITLES = ["1. Verdicts", "2. Method ranking under the equal budget", "3. Equal-budget curves",
                   "4. Hyper-parameter sensitivity", "5. Cross-architecture matrix", "6. Budget and compute",

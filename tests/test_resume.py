@@ -10,12 +10,29 @@ import subprocess
 import optuna
 import pandas as pd
 import pytest
+from _procs import (
+    audit,
+    complete_numbers,
+    journal,
+    kill_group,
+    optuna_states,
+    start,
+    tails,
+    teachers,
+    wait_for,
+)
 from optuna.trial import TrialState
 
-from _procs import audit, complete_numbers, journal, kill_group, optuna_states, start, tails, teachers, wait_for
 from audit import folder as audit_journal
 from audit.pipeline import create_study_dir
-from audit.search.loop import CANCELLED, build_searcher, driver_id, optuna_study_name, reconcile, storage_url
+from audit.search.loop import (
+    CANCELLED,
+    build_searcher,
+    driver_id,
+    optuna_study_name,
+    reconcile,
+    storage_url,
+)
 from audit.study import Study
 
 TRIALS = 4

@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from audit.judge import stats
 from audit.errors import AuditError
-from audit.judge.stats import (DEFAULT_MARGIN, adjust_pvalues, aggregate_iqm, compare_methods, hedges_g,
-                         judge_claim, power_shortfall)
+from audit.judge import stats
+from audit.judge.stats import (
+    DEFAULT_MARGIN,
+    adjust_pvalues,
+    aggregate_iqm,
+    compare_methods,
+    hedges_g,
+    judge_claim,
+    power_shortfall,
+)
 
 B = 4000  # simulated audits per check
 ALPHA = 0.05

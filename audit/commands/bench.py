@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
+from audit.commands._args import positive
 from audit.engine import bench
-from audit.commands.run import _positive
-from audit.errors import AuditError
 from audit.engine.train import Accel
+from audit.errors import AuditError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,25 +19,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--case", choices=("all", "cifar", "digits", "none"), default="all",
                    help="cifar: resnet26 -> resnet8 at 3x32x32 (synthetic); digits: resnet20 -> resnet8 at 1x8x8; "
                         "none: only --main-job and --accuracy (default all)")
-    p.add_argument("--steps", type=_positive("--steps"), default=20, help="training steps per measurement (default 20)")
-    p.add_argument("--repeats", type=_positive("--repeats"), default=3, help="measurements per loop; medians are compared (default 3)")
-    p.add_argument("--batch-size", type=_positive("--batch-size"), default=64, help="batch size (default 64, as the studies)")
-    p.add_argument("--threads", type=_positive("--threads"), default=None, help="torch threads for both loops (default: every core)")
+    p.add_argument("--steps", type=positive("--steps"), default=20, help="training steps per measurement (default 20)")
+    p.add_argument("--repeats", type=positive("--repeats"), default=3, help="measurements per loop; medians are compared (default 3)")
+    p.add_argument("--batch-size", type=positive("--batch-size"), default=64, help="batch size (default 64, as the studies)")
+    p.add_argument("--threads", type=positive("--threads"), default=None, help="torch threads for both loops (default: every core)")
     p.add_argument("--workers", type=int, default=0, help="the reference DataLoader's worker processes (default 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both loops train (default cpu)")
     p.add_argument("--bf16", action="store_true", help="ours: bf16 autocast (CUDA only; a no-op on the CPU)")
     p.add_argument("--compile", action="store_true", help="ours: torch.compile (CUDA only; a no-op on the CPU)")
     p.add_argument("--main-job", action="store_true",
                    help="also time `audit run --method feature_kd` on digits and split it into teacher, search, confirmation, orchestration")
-    p.add_argument("--job-trials", type=_positive("--job-trials"), default=50, help="main job: trials per method (default 50)")
-    p.add_argument("--job-seeds", type=_positive("--job-seeds"), default=5, help="main job: confirmation seeds (default 5)")
-    p.add_argument("--job-epochs", type=_positive("--job-epochs"), default=None, help="main job: epochs (default: the study default)")
+    p.add_argument("--job-trials", type=positive("--job-trials"), default=50, help="main job: trials per method (default 50)")
+    p.add_argument("--job-seeds", type=positive("--job-seeds"), default=5, help="main job: confirmation seeds (default 5)")
+    p.add_argument("--job-epochs", type=positive("--job-epochs"), default=None, help="main job: epochs (default: the study default)")
     p.add_argument("--job-out", type=Path, default=None, help="main job: folder for its study folder (default: a temporary folder)")
     p.add_argument("--accuracy", action="store_true",
                    help="also check that the speed settings (channels-last; bf16 and torch.compile on CUDA) keep accuracy: "
                         "kd on digits over seeds, each setting against plain float32 NCHW")
-    p.add_argument("--acc-epochs", type=_positive("--acc-epochs"), default=8, help="accuracy check: epochs per run (default 8)")
-    p.add_argument("--acc-seeds", type=_positive("--acc-seeds"), default=3, help="accuracy check: seeds per setting (default 3, at least 2)")
+    p.add_argument("--acc-epochs", type=positive("--acc-epochs"), default=8, help="accuracy check: epochs per run (default 8)")
+    p.add_argument("--acc-seeds", type=positive("--acc-seeds"), default=3, help="accuracy check: seeds per setting (default 3, at least 2)")
     p.add_argument("--cache-dir", type=Path, default=None, help="main job and accuracy check: teacher cache (default: the user's cache)")
     p.set_defaults(func=main)
 

@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     from rich.table import Table
 
-    from audit.judge import claims as reg
     from audit.commands._console import make_console
+    from audit.judge import claims as reg
 
     df = reg.load_claims(args.registry)
     given = {f: getattr(args, f) for f in _FILTERS if getattr(args, f) is not None}

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from audit import folder as journal
-from audit.commands.run import announce, positive_minutes, print_summary
+from audit import folder
+from audit.commands._args import positive_minutes
 from audit.commands._console import make_console
+from audit.commands.run import print_summary
 from audit.errors import AuditError
-from audit.pipeline import Paths, execute_study, prepare
-from audit.search.loop import reconcile
-from audit.study import Study
+
+if TYPE_CHECKING:
+    from audit.study import Study
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_study_dir(study_dir: Path) -> Study:
+    from audit.study import Study  # torch loads only for the commands that train
+
     if not (study_dir / "study.toml").is_file():
         raise AuditError(f"{str(study_dir)!r} is not a study folder (no study.toml in it)")
     study = Study.read(study_dir / "study.toml")
@@ -42,7 +46,7 @@ def load_study_dir(study_dir: Path) -> Study:
 def check_budget_unchanged(study: Study, study_dir: Path, *, allow_unequal: bool) -> None:
     """Refuse, before anything runs, to add trials under a budget other than the finished ones'
     (study.toml edited since): otherwise the mix would only be refused after all the work."""
-    ran = {r.get("budget_hash") for r in journal.read(study_dir)} - {study.budget_hash()}
+    ran = {r.get("budget_hash") for r in folder.read(study_dir)} - {study.budget_hash()}
     if ran and not allow_unequal:
         raise AuditError(
             f"study.toml's budget (hash {study.budget_hash()}) differs from the budget its finished runs used "
@@ -51,6 +55,10 @@ def check_budget_unchanged(study: Study, study_dir: Path, *, allow_unequal: bool
 
 
 def main(args: argparse.Namespace) -> int:
+    from audit import pipeline
+    from audit.commands._progress import ConsoleProgress
+    from audit.search.drivers import reconcile
+
     console = make_console()
     study_dir = args.study_dir
     study = load_study_dir(study_dir)
@@ -63,10 +71,11 @@ def main(args: argparse.Namespace) -> int:
     if args.stale_after is not None:
         study.stale_after_min = args.stale_after
     check_budget_unchanged(study, study_dir, allow_unequal=args.allow_unequal_budgets)
-    paths = Paths(out=study_dir.parent, data_dir=args.data_dir, cache_dir=args.cache_dir)
-    splits = prepare(study, paths)
+    paths = pipeline.Paths(out=study_dir.parent, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    splits = pipeline.prepare(study, paths)
     reconcile(study, study_dir)
-    announce(console, study)
-    summary = execute_study(study, study_dir, splits, paths, console, allow_unequal_budgets=args.allow_unequal_budgets)
+    progress = ConsoleProgress(console, study)
+    progress.announce()
+    summary = pipeline.run_study(study, study_dir, splits, paths, progress, allow_unequal_budgets=args.allow_unequal_budgets)
     print_summary(console, summary, study_dir)
     return 0

@@ -6,46 +6,27 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from audit.commands._args import positive, positive_minutes
 from audit.commands._console import make_console
 from audit.errors import AuditError
-from audit.pipeline import Paths, create_study_dir, execute_study, prepare
-from audit.study import DEFAULT_RECIPE, Study
+from methods.catalogue import option_flags
 
-
-def _positive(kind: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{kind} must be a positive integer, got {text!r}")
-        return value
-
-    return parse
-
-
-def positive_minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"--stale-after must be a positive number of minutes, got {text!r}")
-    return value
+if TYPE_CHECKING:
+    from audit.study import Study
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="tune, confirm and compare KD methods under an equal budget")
     p.add_argument("study_file", nargs="?", type=Path, help="a declared study (TOML, e.g. studies/digits.toml); flags are then not used")
     p.add_argument("--method", action="append", default=[], help="method to audit (repeatable); nokd and kd are always added as references")
-    p.add_argument("--trials", type=_positive("--trials"), default=50, help="search trials per method (default 50)")
-    p.add_argument("--seeds", type=_positive("--seeds"), default=5, help="confirmation seeds (default 5)")
-    p.add_argument("--epochs", type=_positive("--epochs"), default=None, help="student epochs per run (default 8)")
+    p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
+    p.add_argument("--seeds", type=positive("--seeds"), default=5, help="confirmation seeds (default 5)")
+    p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 8)")
     p.add_argument("--dataset", default="digits", help="data set (default digits, embedded)")
     p.add_argument("--teacher", default="resnet20", help="teacher architecture (default resnet20)")
     p.add_argument("--student", default="resnet8", help="student architecture (default resnet8)")
@@ -59,14 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
-    p.add_argument("--max-concurrent", type=_positive("--max-concurrent"), default=None, help="concurrent trials (default: as many as fit)")
+    p.add_argument("--max-concurrent", type=positive("--max-concurrent"), default=None, help="concurrent trials (default: as many as fit)")
     p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
     p.add_argument("--max-failures", type=int, default=1, help="Tune retries of a crashed trial (default 1)")
     p.add_argument("--stale-after", type=positive_minutes, default=None, metavar="MIN",
                    help="with a storage shared by several drivers: another driver's trial silent this many minutes "
                         "is taken as dead and its place run again (default 30)")
-    p.add_argument("--assistant", default=None, help="takd's assistant architecture (default: a ResNet between teacher and student)")
-    p.add_argument("--extra-teacher", action="append", default=[], help="mkd's further teachers (repeatable; default wrn_16_2)")
+    for flag, (method, option) in option_flags().items():  # each method's own options (methods/catalogue.toml)
+        many = option.kind == "architectures"
+        p.add_argument(flag, dest=_option_dest(method, option.name), action="append" if many else "store",
+                       default=None, help=option.help)
     p.add_argument("--paper-protocol", action="store_true", help="give extra stages (takd, ab, ft, fsp) their own full budget; reported as more compute")
     speed = p.add_argument_group("speed settings (not part of the budget; a study file's [accel] unless given here)")
     for flag, what in SPEED_FLAGS.items():
@@ -89,7 +72,24 @@ def _with_speed_flags(study: Study, args: argparse.Namespace) -> Study:
     return study
 
 
+def _option_dest(method: str, name: str) -> str:
+    return f"option__{method}__{name}"
+
+
+def _options(args: argparse.Namespace) -> dict[str, dict]:
+    """The method options given as flags, by method."""
+    given: dict[str, dict] = {}
+    for method, option in option_flags().values():
+        value = getattr(args, _option_dest(method, option.name), None)
+        if value is not None:
+            given.setdefault(method, {})[option.name] = value
+    return given
+
+
 def study_from_args(args: argparse.Namespace) -> Study:
+    # Imported here: the parser is built for every command, and only the commands that train load torch.
+    from audit.study import DEFAULT_RECIPE, Study
+
     if args.study_file is not None:
         study = Study.read(args.study_file)
         if args.name:
@@ -108,8 +108,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
         trials=args.trials, seeds=list(range(1, args.seeds + 1)), split_seed=args.split_seed,
         backend=args.backend, storage=args.storage, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
-        max_failures=args.max_failures, assistant=args.assistant, extra_teachers=args.extra_teacher,
-        paper_protocol=args.paper_protocol,
+        max_failures=args.max_failures, options=_options(args), paper_protocol=args.paper_protocol,
     )
     if args.stale_after is not None:
         kwargs["stale_after_min"] = args.stale_after
@@ -133,21 +132,17 @@ def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: 
 
 
 def main(args: argparse.Namespace) -> int:
+    from audit import pipeline
+    from audit.commands._progress import ConsoleProgress
+
     console = make_console()
     study = study_from_args(args)
-    paths = Paths(out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download)
-    splits = prepare(study, paths)
-    study_dir = create_study_dir(study, paths.out)
-    announce(console, study)
-    summary = execute_study(study, study_dir, splits, paths, console)
+    paths = pipeline.Paths(out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download)
+    splits = pipeline.prepare(study, paths)
+    study_dir = pipeline.create(study, paths)
+    progress = ConsoleProgress(console, study)
+    progress.announce()
+    summary = pipeline.run_study(study, study_dir, splits, paths, progress)
     print_summary(console, summary, study_dir)
     console.print(f"results: {study_dir / 'results.csv'}")
     return 0
-
-
-def announce(console: Console, study: Study) -> None:
-    console.print(
-        f"study [bold]{study.name}[/]: {', '.join(study.all_methods)} on {study.dataset} "
-        f"({study.teacher} -> {study.student}), {study.trials} trials x {study.recipe.epochs} epochs per method, "
-        f"{len(study.seeds)} seeds, backend {study.backend}"
-    )

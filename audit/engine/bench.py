@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from audit.engine.data import DatasetInfo, Split, Splits, _to_tensor, dataset_info
 from audit.engine.models import build_model
-from audit.engine.train import Accel, Recipe, run
+from audit.engine.train import Accel, Recipe, train_student
 from methods.base import kd_divergence
 
 KD_CONFIG = {"temperature": 4.0, "alpha": 0.9}
@@ -137,7 +137,7 @@ def engine_loop(case: Case, x: np.ndarray, y: np.ndarray, teacher: torch.nn.Modu
                 accel: Accel, device: torch.device, seed: int = 0) -> int:
     """One epoch of our engine (``audit.engine.train.run``, method kd) over ``x``; returns the images trained on."""
     splits = _splits(case, x, y).to(device)  # resident on the device, as a study loads them
-    result, _ = run(method="kd", config={**KD_CONFIG, "strength": case.strength}, splits=splits,
+    result, _ = train_student(method="kd", config={**KD_CONFIG, "strength": case.strength}, splits=splits,
                     student_arch=case.student, teacher=teacher, recipe=recipe, seed=seed, accel=accel)
     if result.status != "ok":
         raise RuntimeError(f"engine run failed: {result.reason}")
@@ -312,9 +312,9 @@ def accuracy_check(*, epochs: int, seeds: int, device: torch.device, cache_dir: 
     compare each setting's test accuracies with the baseline's (Welch). Settings that act only
     on CUDA are listed as not run elsewhere."""
     from audit.engine.data import load_splits
+    from audit.engine.teachers import get_teacher
     from audit.judge.stats import compare_methods
     from audit.study import DEFAULT_RECIPE
-    from audit.engine.teachers import get_teacher
 
     splits = load_splits("digits", split_seed=0, device=str(device))
     teacher = get_teacher(splits, "resnet20", cache_dir=cache_dir).model
@@ -326,7 +326,7 @@ def accuracy_check(*, epochs: int, seeds: int, device: torch.device, cache_dir: 
             continue
         runs = []
         for seed in range(1, seeds + 1):
-            result, _ = run(method="kd", config={**KD_CONFIG, "strength": 0.5}, splits=splits, student_arch="resnet8",
+            result, _ = train_student(method="kd", config={**KD_CONFIG, "strength": 0.5}, splits=splits, student_arch="resnet8",
                             teacher=teacher, recipe=recipe, seed=seed, accel=accel)
             runs.append(result.test_last if result.status == "ok" else float("nan"))
         log(f"  {setting}: {' '.join(f'{r:.2f}' for r in runs)}")

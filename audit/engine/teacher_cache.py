@@ -3,9 +3,10 @@
 At augmentation strength 0 every epoch shows the teacher the same images, only in another order,
 and the teacher is frozen in eval mode: its outputs for a sample never change. So each sample's
 outputs (logits and every feature) are kept the first time the sample is seen and gathered by
-sample index afterwards. Methods keep calling ``Method.teacher_forward(x)``: the engine binds the
-batch it is training on, and only a call whose input *is* that tensor (not a transformed copy, as
-UDA's strong view) is served from the cache. The first epoch computes exactly what it computed
+sample index afterwards. The engine hands methods their teachers wrapped in ``CachedTeacher``, so
+no method knows the cache exists; the engine binds the batch it is training on, and only a call
+whose input *is* that tensor (not a transformed copy, as a second augmented view) is served from
+the cache. The first epoch computes exactly what it computed
 before (so the FLOPs counted on the first step still include the teacher); later epochs gather
 values computed on other batches, which are bitwise equal because a frozen network's output for
 one sample does not depend on the other samples of its batch (tests/test_bench.py checks this).
@@ -96,3 +97,22 @@ class TeacherCache:
         store = [torch.empty((self.num_samples, *t.shape[1:]), dtype=t.dtype, device=t.device, memory_format=_layout(t))
                  for t in flat]
         return _Entry(teacher, store, len(out[1].pre), torch.zeros(self.num_samples, dtype=torch.bool))
+
+
+class CachedTeacher(nn.Module):
+    """A frozen teacher whose forward goes through a ``TeacherCache``; anything else (its
+    batch-norm layers, its features' layout) is the wrapped teacher's."""
+
+    def __init__(self, teacher: nn.Module, cache: TeacherCache) -> None:
+        super().__init__()
+        self.inner = teacher
+        self._cache = [cache]  # a plain list: the cache is not a submodule
+
+    def forward(self, x: torch.Tensor) -> Outputs:
+        return self._cache[0].forward(self.inner, x, self.inner)
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)

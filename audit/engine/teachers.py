@@ -20,7 +20,9 @@ from torch import nn
 
 from audit.engine.data import Splits
 from audit.engine.models import build_model
-from audit.engine.train import Accel, Recipe, run
+from audit.engine.train import Accel, Recipe, train_student
+from audit.errors import AuditError
+from methods.catalogue import BASELINE
 
 TEACHER_RECIPE = Recipe(epochs=30, batch_size=128, lr=0.1)
 TEACHER_STRENGTH = 0.3
@@ -101,13 +103,11 @@ def get_teacher(
         model, meta = loaded
         return Teacher(model.to(device).eval(), arch, meta, True)
 
-    result, model = run(
-        method="nokd", config={"strength": strength}, splits=splits, student_arch=arch,
+    result, model = train_student(
+        method=BASELINE, config={"strength": strength}, splits=splits, student_arch=arch,
         teacher=None, recipe=recipe, seed=seed, accel=accel,
     )
     if result.status != "ok":
-        from audit.errors import AuditError
-
         raise AuditError(f"teacher {arch} failed to train: {result.reason}")
     cache.mkdir(parents=True, exist_ok=True)
     # Write to temporary names, then rename: a killed process never leaves a half-written entry.
@@ -131,3 +131,8 @@ def get_teacher(
     os.replace(tmp_w, weights)
     os.replace(tmp_m, meta_path)
     return Teacher(model.eval(), arch, meta, False)
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A model's weights on the host: what runs are handed to rebuild a teacher (picklable, small)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from audit.engine.augment import augment_batch, strong_augment
+from audit.engine.augment import augment_batch
 from audit.engine.data import Split, Splits
-from audit.errors import AuditError
 from audit.engine.models import build_model
-from audit.engine.teacher_cache import TeacherCache
+from audit.engine.teacher_cache import CachedTeacher, TeacherCache
+from audit.errors import AuditError
 from methods import get_method
 from methods.base import Context, FeatureShapes
 
@@ -243,7 +243,7 @@ class _Trainer:
         return loss
 
 
-def run(
+def train_student(
     *,
     method: str,
     config: dict,
@@ -255,12 +255,14 @@ def run(
     on_epoch: Callable[[int, dict], None] | None = None,
     paper_protocol: bool = False,
     extra_teachers: list[nn.Module] | None = None,
-    assistant: str | None = None,
+    options: dict | None = None,
     accel: Accel = Accel(),
 ) -> tuple[RunResult, nn.Module]:
     """Train ``student_arch`` with ``method`` and ``config``; evaluate on val (and test if present) each epoch.
 
-    Returns the result and the trained student. A failed run returns ``status="failed"`` with its reason.
+    ``options`` are the method's own study options, handed to it unopened; ``extra_teachers`` the
+    frozen networks its options ask for (``Method.extra_teachers``). Returns the result and the
+    trained student. A failed run returns ``status="failed"`` with its reason.
     """
     start = time.perf_counter()
     result = RunResult(status="ok")
@@ -275,26 +277,31 @@ def run(
         # Laid out (and compiled) on copies: the caller's teachers must stay as they were given.
         teacher = accel.prepare(copy.deepcopy(teacher)) if teacher is not None else None
         extra_teachers = [accel.prepare(copy.deepcopy(t)) for t in extra_teachers or []]
+    strength = float(cls.hyper_parameters(config).get("strength", 0.0))
+    cache = None
+    if accel.teacher_cache and strength == 0 and cls.needs_teacher and teacher is not None:
+        cache = TeacherCache(len(splits.train), accel.teacher_cache_bytes)
+    # Every frozen network a method learns from goes through the cache when there is one,
+    # including those it trains itself first (TAKD's assistant, through ctx.as_teacher).
+    as_teacher = (lambda t: CachedTeacher(t, cache)) if cache is not None else (lambda t: t)  # noqa: E731
     sample = splits.train.x[:2]
     ctx = Context(
         student=FeatureShapes.of(student, sample),
         teacher=FeatureShapes.of(teacher, sample) if (teacher is not None and cls.needs_teacher) else None,
         num_train=len(splits.train),
-        strong_augment=lambda x: strong_augment(x, g, hflip=info.hflip),
-        extra_teachers=list(extra_teachers or []),
-        assistant=assistant,
         in_channels=info.shape[0],
         epochs=recipe.epochs,
         paper_protocol=paper_protocol,
+        options=dict(options or {}),
+        extra_teachers=[as_teacher(t) for t in extra_teachers or []],
+        generator=g,
+        hflip=info.hflip,
+        as_teacher=as_teacher,
     )
-    module = cls(student, teacher if cls.needs_teacher else None, dict(config), ctx).to(device)
+    module = cls(student, as_teacher(teacher) if cls.needs_teacher and teacher is not None else None, dict(config), ctx).to(device)
     if accel.channels_last:
         module.to(memory_format=torch.channels_last)  # the method's own parts (regressors, connectors)
-    strength = float(module.hp.get("strength", 0.0))
-    if accel.teacher_cache and strength == 0 and cls.needs_teacher and teacher is not None:
-        # Set on the shared context, so stages a method builds later (TAKD's, AB's) use it too.
-        ctx.teacher_cache = TeacherCache(len(splits.train), accel.teacher_cache_bytes)
-    trainer = _Trainer(splits, recipe, strength, g, result, accel, ctx.teacher_cache)
+    trainer = _Trainer(splits, recipe, strength, g, result, accel, cache)
 
     def evaluate() -> dict:
         metrics = {"val_acc": accuracy(student, splits.val, accel=accel)}

@@ -1,24 +1,24 @@
-"""One trial or confirmation run, the same function under every backend.
+"""One run, a search trial or a confirmation run alike, the same function under every backend.
 
-``execute`` rebuilds the teacher from its weights, trains the student with the method and
+``run_trial`` rebuilds the teachers from their weights, trains the student with the method and
 config, and returns a flat record (what ``trials.jsonl`` stores). It is handed the data it may
 see: search trials get splits without the test set.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from audit.engine.data import Splits
 from audit.engine.models import build_model
-from audit.engine.train import Accel, Recipe, run
+from audit.engine.train import Accel, Recipe, train_student
 from methods import get_method
 
 
 @dataclass(frozen=True)
-class Spec:
+class RunSpec:
     """Everything a run needs besides its config, data and teacher weights (small, picklable)."""
 
     method: str
@@ -29,18 +29,17 @@ class Spec:
     threads: int = 1
     paper_protocol: bool = False
     budget_hash: str = ""
-    assistant: str | None = None  # TAKD's teacher assistant architecture
-    extra_teachers: tuple[str, ...] = ()  # further teachers of multi-teacher methods
     accel: Accel = Accel()  # speed settings (not budget); the ones that act on the device are recorded
+    options: dict = field(default_factory=dict)  # the method's own study options, passed through unopened
 
 
 def pick_device(gpus: float) -> torch.device:
     return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
 
 
-def execute(
+def run_trial(
     config: dict,
-    spec: Spec,
+    spec: RunSpec,
     splits: Splits,
     teacher_states: dict[str, dict[str, torch.Tensor]] | None,
     on_epoch: Callable[[int, dict], None] | None = None,
@@ -58,13 +57,13 @@ def execute(
         model.load_state_dict(teacher_states[arch])
         return model.to(device).eval()
 
-    needs_teacher = get_method(spec.method).needs_teacher
-    result, _ = run(
+    cls = get_method(spec.method)
+    result, _ = train_student(
         method=spec.method, config=config, splits=splits, student_arch=spec.student,
-        teacher=rebuild(spec.teacher) if needs_teacher else None,
-        extra_teachers=[rebuild(a) for a in spec.extra_teachers] if needs_teacher else [],
-        assistant=spec.assistant, recipe=spec.recipe, seed=spec.seed, on_epoch=on_epoch, paper_protocol=spec.paper_protocol,
-        accel=spec.accel,
+        teacher=rebuild(spec.teacher) if cls.needs_teacher else None,
+        extra_teachers=[rebuild(a) for a in cls.extra_teachers(spec.options)] if cls.needs_teacher else [],
+        options=spec.options, recipe=spec.recipe, seed=spec.seed, on_epoch=on_epoch,
+        paper_protocol=spec.paper_protocol, accel=spec.accel,
     )
     best_epoch = int(torch.tensor(result.val_acc).argmax()) + 1 if result.val_acc else None
     return {

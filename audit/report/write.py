@@ -30,7 +30,13 @@ from scipy import stats as sstats
 
 from audit import folder as journal
 from audit.errors import AuditError, unknown
-from audit.judge.stats import ADJUSTMENTS, DEFAULT_MARGIN, adjust_pvalues, compare_methods, judge_claim
+from audit.judge.stats import (
+    ADJUSTMENTS,
+    DEFAULT_MARGIN,
+    adjust_pvalues,
+    compare_methods,
+    judge_claim,
+)
 
 REFERENCES = ("nokd", "kd")
 SHARED_HPS = ("temperature", "alpha", "strength")
@@ -638,22 +644,18 @@ def _optuna_study(folder: StudyFolder, method: str):  # noqa: ANN202 - optuna.St
     import optuna
 
     try:
-        from audit.search.loop import optuna_storage, optuna_study_name
-        from audit.study import Study
+        from audit.search.storage import method_study, open_storage
 
         if (folder.path / "optuna.db").is_file() and not folder.spec.get("storage"):
-            study = Study.from_dict(folder.spec)
-            study.storage = None
             # Open the study of this folder, wherever it now lies.
-            ostudy = optuna.load_study(study_name=optuna_study_name(study, method),
-                                       storage=optuna_storage(study, folder.path))
-            if any(t.state == optuna.trial.TrialState.COMPLETE for t in ostudy.trials):
+            ostudy = method_study(open_storage(None, folder.path), folder.name, method)
+            if ostudy is not None and any(t.state == optuna.trial.TrialState.COMPLETE for t in ostudy.trials):
                 return ostudy
     except Exception:  # noqa: BLE001 - fall back on the journal, which always exists
         pass
-    from methods import get_method
+    from methods.catalogue import card
 
-    space = get_method(method).search_space()
+    space = (folder_spaces(folder) or {}).get(method) or card(method).search_space()
     ostudy = optuna.create_study(direction="maximize")
     for r in folder.search(method):
         if r.get("status") != "ok":
@@ -662,6 +664,12 @@ def _optuna_study(folder: StudyFolder, method: str):  # noqa: ANN202 - optuna.St
         ostudy.add_trial(optuna.trial.create_trial(params=params, distributions={k: space[k] for k in params},
                                                    value=float(r.get("val_acc_last", r.get("val_acc")))))
     return ostudy
+
+
+def folder_spaces(folder: StudyFolder) -> dict | None:
+    from audit.folder import read_spaces
+
+    return read_spaces(folder.path)
 
 
 def importance_table(folder: StudyFolder, method: str) -> tuple[dict[str, float] | None, str, object]:
@@ -1023,8 +1031,8 @@ def write_report(study_dir: Path, *, margin: float = DEFAULT_MARGIN, alpha: floa
         raise AuditError(f"margin must be a positive number of accuracy points; got {margin}")
     if not (_finite(alpha) and 0 < alpha < 0.5):
         raise AuditError(f"alpha must be between 0 and 0.5 (exclusive); got {alpha}")
-    from audit.report import figures
     from audit.judge.claims import load_claims, matching_claims
+    from audit.report import figures
 
     folder = load_study(study_dir)
     settings = Settings(margin, alpha, correction, claims_path)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from audit.cli import main
-from audit.judge.stats import judge_claim
+from audit.judge.claim import judge_claim
 
 
 @pytest.mark.parametrize("runs,verdict,phrase", [

@@ -125,10 +125,9 @@ def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache)
 
 
 def _open_storage(url: str) -> str:
-    from audit.search.loop import optuna_storage
-    from audit.study import Study
+    from audit.search.storage import open_storage
 
-    optuna_storage(Study(name="race", methods=["kd"], storage=url), Path("."))
+    open_storage(url, Path("."))
     return "ok"
 
 

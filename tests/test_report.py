@@ -13,7 +13,7 @@ import pytest
 
 from audit.cli import main
 from audit.errors import AuditError
-from audit.judge.stats import judge_claim
+from audit.judge.claim import judge_claim
 from audit.report.write import (
     StudyFolder,
     expected_max,

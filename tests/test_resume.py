@@ -24,15 +24,10 @@ from _procs import (
 from optuna.trial import TrialState
 
 from audit import folder as audit_journal
-from audit.pipeline import create_study_dir
-from audit.search.loop import (
-    CANCELLED,
-    build_searcher,
-    driver_id,
-    optuna_study_name,
-    reconcile,
-    storage_url,
-)
+from audit.pipeline import Paths, create
+from audit.search.drivers import CANCELLED, reconcile
+from audit.search.searchers import build_searcher
+from audit.search.storage import storage_url, study_name
 from audit.study import Study
 
 TRIALS = 4
@@ -89,12 +84,12 @@ def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path)
     writes; one ok, one failed), one interrupted mid-run, a torn last journal line; and a trial of
     another live driver sharing the storage, which must be left alone."""
     study = Study(name="rc", methods=["kd"], trials=5, seeds=[1], backend="local")
-    folder = create_study_dir(study, tmp_path)
-    url = storage_url(study, folder)
-    ostudy = optuna.create_study(study_name=optuna_study_name(study, "kd"), storage=url, direction="maximize")
+    folder = create(study, Paths(tmp_path))
+    url = storage_url(study.storage, folder)
+    ostudy = optuna.create_study(study_name=study_name(study.name, "kd"), storage=url, direction="maximize")
     done, failed, interrupted, foreign = (ostudy.ask() for _ in range(4))
     for t in (done, failed, interrupted):
-        t.set_user_attr("driver", driver_id(folder))
+        t.set_user_attr("driver", audit_journal.driver_id(folder))
     foreign.set_user_attr("driver", "elsewhere:/reports/rc")
     for t, status in ((done, "ok"), (failed, "failed")):
         audit_journal.append(folder, {"method": "kd", "phase": "search", "trial": t.number, "optuna_trial": t.number,
@@ -105,11 +100,11 @@ def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path)
     # A study folder may be moved before it is resumed: it still owns its trials.
     (tmp_path / "moved").mkdir()
     folder = folder.rename(tmp_path / "moved" / folder.name)
-    url = storage_url(study, folder)
+    url = storage_url(study.storage, folder)
 
     reconcile(study, folder)
 
-    trials = optuna.load_study(study_name=optuna_study_name(study, "kd"), storage=url).get_trials()
+    trials = optuna.load_study(study_name=study_name(study.name, "kd"), storage=url).get_trials()
     assert trials[done.number].state == TrialState.COMPLETE and trials[done.number].value == 91.5
     # A journaled failure counts against the budget (FAIL, not cancelled), like one told live.
     assert trials[failed.number].state == TrialState.FAIL and CANCELLED not in trials[failed.number].user_attrs
@@ -132,16 +127,16 @@ def test_waiting_for_another_driver_says_which_and_how_to_end_it(tmp_path, caplo
     import logging
     import threading
 
-    from audit.search.loop import wait_for_other_drivers
+    from audit.search.drivers import wait_for_other_drivers
 
     study = Study(name="wt", methods=["kd"], trials=2, seeds=[1], backend="local")
-    folder = create_study_dir(study, tmp_path)
-    url = storage_url(study, folder)
-    ostudy = optuna.create_study(study_name=optuna_study_name(study, "kd"), storage=url, direction="maximize")
+    folder = create(study, Paths(tmp_path))
+    url = storage_url(study.storage, folder)
+    ostudy = optuna.create_study(study_name=study_name(study.name, "kd"), storage=url, direction="maximize")
     foreign = ostudy.ask()
     foreign.set_user_attr("driver", "other-host-1234")
     waiter = threading.Thread(target=wait_for_other_drivers, args=(study, folder), kwargs={"poll_s": 0.05})
-    with caplog.at_level(logging.WARNING, logger="audit.search.loop"):
+    with caplog.at_level(logging.WARNING, logger="audit.search.drivers"):
         waiter.start()
         wait_for("the waiting message", lambda: "waiting for" in caplog.text, timeout=30)
         assert waiter.is_alive()  # still waiting: the other driver's trial is running
@@ -160,7 +155,7 @@ def test_a_dead_drivers_trial_is_cancelled_and_its_place_run_again(tmp_path, tea
     import time
 
     from audit.cli import main
-    from audit.search.loop import HEARTBEAT
+    from audit.search.drivers import HEARTBEAT
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     ghost = optuna.create_study(study_name="st.kd", storage=url, direction="maximize").ask()
@@ -183,7 +178,7 @@ def test_a_slow_driver_whose_trial_was_cancelled_as_stale_goes_on(tmp_path):
     Its epochs and its result are not told to Optuna (the place was run again elsewhere); the
     result is journaled as not counted, and nothing raises."""
     study = Study(name="sl", methods=["kd"], trials=2, seeds=[1], backend="local")
-    folder = create_study_dir(study, tmp_path)
+    folder = create(study, Paths(tmp_path))
     searcher, _ = build_searcher(study, folder, lambda rec: None)
     config = searcher.suggest("t1")
     assert config["method"] in ("nokd", "kd")

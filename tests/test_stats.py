@@ -12,16 +12,11 @@ import pytest
 from scipy import stats as st
 
 from audit.errors import AuditError
-from audit.judge import stats
-from audit.judge.stats import (
-    DEFAULT_MARGIN,
-    adjust_pvalues,
-    aggregate_iqm,
-    compare_methods,
-    hedges_g,
-    judge_claim,
-    power_shortfall,
-)
+from audit.judge import claim
+from audit.judge.aggregate import aggregate_iqm
+from audit.judge.claim import DEFAULT_MARGIN, judge_claim, power_shortfall
+from audit.judge.multiple import adjust_pvalues
+from audit.judge.relative import compare_methods, hedges_g
 
 B = 4000  # simulated audits per check
 ALPHA = 0.05
@@ -43,15 +38,15 @@ def simulate(true_diff: float, *, n: int = N, sd: float = SD, claim_k: int | Non
     else:
         paper_runs = rng.normal(CLAIM, claim_sd, size=(B, claim_k))
         claimed, cstd = paper_runs.mean(axis=1), paper_runs.std(axis=1, ddof=1)
-    mean, std, diff, se, df = stats._moments(runs, claimed, cstd, claim_k)
-    return runs, claimed, cstd, stats._decide(diff, se, df, DEFAULT_MARGIN, ALPHA)
+    mean, std, diff, se, df = claim._moments(runs, claimed, cstd, claim_k)
+    return runs, claimed, cstd, claim._decide(diff, se, df, DEFAULT_MARGIN, ALPHA)
 
 
 def test_vectorised_core_is_what_judge_claim_returns():
     runs, _, _, res = simulate(-0.4, n=4)
     for i in range(40):
         v = judge_claim(CLAIM, runs[i])
-        assert v.verdict == stats._CODE[int(res["code"][i])]
+        assert v.verdict == claim._CODE[int(res["code"][i])]
         assert v.p_shortfall == pytest.approx(res["p_shortfall"][i])
         assert v.ci_low == pytest.approx(res["ci_low"][i])
 
@@ -112,13 +107,13 @@ def test_power_below_the_margin_is_at_most_alpha():
 
 @pytest.mark.parametrize("observed_diff", [-0.15, -0.8])
 def test_runs_needed_gives_the_promised_power(observed_diff):
-    need = stats._runs_needed(observed_diff, SD, DEFAULT_MARGIN, ALPHA, None, None)
+    need = claim._runs_needed(observed_diff, SD, DEFAULT_MARGIN, ALPHA, None, None)
     assert need is not None and need > 2
     _, _, _, res = simulate(observed_diff, n=need, seed=6)
     decided = np.mean(res["code"] == (1 if abs(observed_diff) < DEFAULT_MARGIN else 2))
-    assert decided >= stats.TARGET_POWER - 3 * sim_se(stats.TARGET_POWER)
+    assert decided >= claim.TARGET_POWER - 3 * sim_se(claim.TARGET_POWER)
     _, _, _, res = simulate(observed_diff, n=need - 1, seed=7)  # and it is the smallest such n
-    assert np.mean(res["code"] != 0) < stats.TARGET_POWER + 3 * sim_se(stats.TARGET_POWER)
+    assert np.mean(res["code"] != 0) < claim.TARGET_POWER + 3 * sim_se(claim.TARGET_POWER)
 
 
 def test_welch_from_summary_statistics_matches_scipy():

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from audit.commands._console import make_console
     from audit.judge import claims as reg
+    from audit.judge.claim_warnings import sanity_warnings
 
     df = reg.load_claims(args.registry)
     given = {f: getattr(args, f) for f in _FILTERS if getattr(args, f) is not None}
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         console.print("unmapped names: " + ", ".join(f"{n} ({c})" for n, c in sorted(names.items())),
                       soft_wrap=True, highlight=False)
     if args.warnings:
-        found = reg.sanity_warnings(sel)
+        found = sanity_warnings(sel)
         console.print(f"{len(found)} warning{'s' if len(found) != 1 else ''}:", highlight=False)
         for w in found:
             console.print("  " + w, soft_wrap=True, highlight=False, markup=False)

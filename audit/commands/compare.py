@@ -101,7 +101,7 @@ def _show(v) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audit.judge.stats import judge_claim
+    from audit.judge.claim import judge_claim
 
     verdict = judge_claim(**_parse(args))  # type: ignore[arg-type]
     if args.json:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from audit.judge.stats import DEFAULT_MARGIN
+    from audit.judge.claim import DEFAULT_MARGIN
 
     p = subparsers.add_parser(
         "compare", help="judge a claimed accuracy against runs you already have",

@@ -18,7 +18,8 @@ def _float(what: str):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from audit.judge.stats import ADJUSTMENTS, DEFAULT_MARGIN
+    from audit.judge.claim import DEFAULT_MARGIN
+    from audit.judge.multiple import ADJUSTMENTS
 
     p = sub.add_parser("report", help="write a study's reproducibility report (index.html, report.md, tables)",
                        description="Write index.html (self-contained), report.md and tables/*.csv into a study "

@@ -313,7 +313,7 @@ def accuracy_check(*, epochs: int, seeds: int, device: torch.device, cache_dir: 
     on CUDA are listed as not run elsewhere."""
     from audit.engine.data import load_splits
     from audit.engine.teachers import get_teacher
-    from audit.judge.stats import compare_methods
+    from audit.judge.relative import compare_methods
     from audit.study import DEFAULT_RECIPE
 
     splits = load_splits("digits", split_seed=0, device=str(device))

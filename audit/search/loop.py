@@ -13,34 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit import folder
 from audit.engine.data import Splits
-from audit.search.backend import run_spec, search_trials
+from audit.search.backend import search_trials
 from audit.search.drivers import wait_for_other_drivers
 from audit.search.searchers import build_searcher
-from methods import get_method
 
 if TYPE_CHECKING:
     from audit.study import Study
-
-
-def search_spaces(study: Study, study_dir: Path) -> dict[str, dict]:
-    """The spaces the study was created with (its folder keeps them), else the methods' own."""
-    kept = folder.read_spaces(study_dir) or {}
-    return {m: kept.get(m) or get_method(m).search_space() for m in study.all_methods}
 
 
 def search(study: Study, study_dir: Path, splits: Splits, teacher_states: dict | None,
            on_trial: Callable[[dict], None] | None = None) -> None:
     """Run every method's remaining search trials, interleaved; then wait for other drivers
     sharing the storage, and run again the places of any of their trials found dead."""
-    specs = {m: run_spec(study, m, study.search_seed) for m in study.all_methods}
-    spaces = search_spaces(study, study_dir)
     train_splits = splits.without_test()
     while True:
-        searcher, remaining = build_searcher(study, study_dir, specs, spaces, on_trial)
+        searcher, remaining = build_searcher(study, study_dir, on_trial)
         if remaining:
-            search_trials(study, study_dir, searcher, sum(remaining.values()), {m: specs[m] for m in remaining},
-                          train_splits, teacher_states)
+            specs = {m: searcher.subs[m].spec for m in remaining}
+            search_trials(study, study_dir, searcher, sum(remaining.values()), specs, train_splits, teacher_states)
         if not wait_for_other_drivers(study, study_dir):
             return

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from optuna.trial import TrialState
 
 from audit import folder
+from audit.search.backend import run_spec
 from audit.search.drivers import (
     CANCELLED,
     DRIVER,
@@ -26,6 +27,7 @@ from audit.search.drivers import (
     counted_trials,
 )
 from audit.search.storage import open_storage, sampler_for, study_name
+from methods import get_method
 
 if TYPE_CHECKING:
     from audit.engine.trial import RunSpec
@@ -155,10 +157,16 @@ def _classes() -> tuple[type, type]:
     return BudgetedOptunaSearch, InterleavedSearch
 
 
-def build_searcher(study: Study, study_dir: Path, specs: dict[str, RunSpec], spaces: dict[str, dict],
-                   on_trial: Callable[[dict], None] | None):  # noqa: ANN201 - InterleavedSearch
+def search_spaces(study: Study, study_dir: Path) -> dict[str, dict]:
+    """The spaces the study was created with (its folder keeps them), else the methods' own."""
+    kept = folder.read_spaces(study_dir) or {}
+    return {m: kept.get(m) or get_method(m).search_space() for m in study.all_methods}
+
+
+def build_searcher(study: Study, study_dir: Path, on_trial: Callable[[dict], None] | None):  # noqa: ANN201
     """The interleaved searcher for every method with trials left, and how many trials remain."""
     budgeted, interleaved = _classes()
+    spaces = search_spaces(study, study_dir)
     storage = open_storage(study.storage, study_dir)
     subs, remaining = {}, {}
     for method in study.all_methods:
@@ -166,7 +174,7 @@ def build_searcher(study: Study, study_dir: Path, specs: dict[str, RunSpec], spa
         if left <= 0:
             continue
         subs[method] = budgeted(
-            method=method, budget=study.trials, study_dir=study_dir, spec=specs[method], on_trial=on_trial,
+            method=method, budget=study.trials, study_dir=study_dir, spec=run_spec(study, method, study.search_seed), on_trial=on_trial,
             space=spaces[method], metric=METRIC, mode="max", sampler=sampler_for(study.search_seed, method),
             study_name=study_name(study.name, method), storage=storage,
         )

@@ -31,13 +31,14 @@ single run or an unreported mean carries seed noise this cannot see; the report 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
 
-from audit.errors import AuditError, unknown
+from audit.errors import AuditError
+from audit.judge.checks import check_level, check_margin, finite_array
 
 # Default equivalence margin, in accuracy points. The seed-to-seed standard deviation of a CIFAR
 # student is about 0.2-0.4 points, so a margin below ~0.5 could rarely be shown with 5 seeds
@@ -55,33 +56,6 @@ VERDICTS = ("REPRODUCED", "NOT REPRODUCED", "EXCEEDED", "INCONCLUSIVE")
 _CODE = {1: "REPRODUCED", 2: "NOT REPRODUCED", 3: "EXCEEDED", 0: "INCONCLUSIVE"}
 
 
-# ---------------------------------------------------------------------------------------------
-# input checks
-# ---------------------------------------------------------------------------------------------
-
-
-def _finite_array(values: Sequence[float], what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(list(values), dtype=float)
-    except (TypeError, ValueError):
-        raise AuditError(f"{what} must be numbers; got {list(values)!r}") from None
-    if arr.ndim != 1:
-        raise AuditError(f"{what} must be a flat list of numbers")
-    if not np.all(np.isfinite(arr)):
-        raise AuditError(f"{what} must be finite numbers; got {arr.tolist()}")
-    return arr
-
-
-def _check_level(alpha: float) -> None:
-    if not (0.0 < alpha < 0.5):
-        raise AuditError(f"alpha must be between 0 and 0.5 (exclusive); got {alpha}")
-
-
-def _check_margin(margin: float) -> None:
-    if not (math.isfinite(margin) and margin > 0):
-        raise AuditError(f"margin must be a positive number of accuracy points; got {margin}")
-
-
 def _check_claim(claimed: float, claimed_std: float | None, claimed_runs: int | None) -> None:
     if not math.isfinite(claimed):
         raise AuditError(f"claimed accuracy must be a finite number; got {claimed}")
@@ -92,6 +66,8 @@ def _check_claim(claimed: float, claimed_std: float | None, claimed_runs: int | 
             raise AuditError(f"claimed std must be a non-negative number; got {claimed_std}")
         if claimed_runs is None or claimed_runs < 2:
             raise AuditError(f"a claimed std needs the claim's number of runs (at least 2); got {claimed_runs}")
+
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,13 +293,13 @@ def judge_claim(claimed: float, runs: Sequence[float], *, claimed_std: float | N
     then treated as exact. ``runs_needed`` is the smallest number of runs giving 80 % power to
     reach the verdict the observed difference points to, at the observed spread (non-central t).
     """
-    arr = _finite_array(runs, "runs")
+    arr = finite_array(runs, "runs")
     if arr.size == 0:
         raise AuditError("no runs given; pass at least one reproduced accuracy (two or more to test)")
     claimed, claimed_std, claimed_runs = _claim_from_registry(claimed, claimed_std, claimed_runs)
     _check_claim(claimed, claimed_std, claimed_runs)
-    _check_margin(margin)
-    _check_level(alpha)
+    check_margin(margin)
+    check_level(alpha)
     mean, std, diff, se, df = (float(x[0]) for x in _moments(arr[None, :], claimed, claimed_std, claimed_runs))
     res = {k: float(x[0]) for k, x in _decide(np.array([diff]), np.array([se]), np.array([df]),
                                                 margin, alpha).items()}
@@ -351,8 +327,8 @@ def power_shortfall(shortfall: float = 1.0, n: int = 5, sd: float = 0.3,
     ``n`` reproduced runs with seed standard deviation ``sd``; exact non-central t power of the
     shortfall test (H0: d >= -margin) at level ``alpha``. Below the margin this is <= alpha.
     """
-    _check_margin(margin)
-    _check_level(alpha)
+    check_margin(margin)
+    check_level(alpha)
     if n < 2:
         raise AuditError(f"power needs at least 2 runs; got {n}")
     if sd <= 0:
@@ -367,219 +343,3 @@ def power_shortfall(shortfall: float = 1.0, n: int = 5, sd: float = 0.3,
         se, df = np.sqrt(var_mean), k - 1
     tc = stats.t.ppf(1 - alpha, df)
     return float(stats.nct.cdf(-tc, df, (-shortfall + margin) / se))
-
-
-# ---------------------------------------------------------------------------------------------
-# relative claims: method A against method B
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RelativeResult:
-    """Method A against method B (e.g. a KD method against nokd), in accuracy points."""
-
-    a_mean: float
-    a_std: float
-    a_n: int
-    b_mean: float
-    b_std: float
-    b_n: int
-    gain: float  # mean(A) - mean(B)
-    gain_ci_low: float  # Welch (1 - alpha) interval
-    gain_ci_high: float
-    ci_level: float
-    t_stat: float
-    df: float
-    p_two_sided: float  # Welch, H0: equal means
-    p_greater: float  # Welch, H1: A better than B
-    prob_improvement: float  # P(a random run of A beats one of B), ties count half
-    prob_improvement_ci_low: float  # percentile bootstrap
-    prob_improvement_ci_high: float
-    hedges_g: float
-    claimed_gain: float | None
-    claimed_gain_in_ci: bool | None
-    p_below_claimed: float | None  # Welch, H1: true gain < claimed gain
-    explanation: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in asdict(self).items()}
-
-
-def _prob_improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Share of (a_i, b_j) pairs with a_i > b_j, ties counting one half (vectorised on axis)."""
-    a = np.moveaxis(np.asarray(a), axis, -1)[..., :, None]
-    b = np.moveaxis(np.asarray(b), axis, -1)[..., None, :]
-    return ((a > b).mean(axis=(-2, -1)) + 0.5 * (a == b).mean(axis=(-2, -1)))
-
-
-def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
-    """Hedges' g: Cohen's d with pooled sd, times the exact small-sample correction
-    J(df) = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2)), df = n_a + n_b - 2."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    df = a.size + b.size - 2
-    if a.size < 2 or b.size < 2:
-        return float("nan")
-    pooled = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / df)
-    if pooled == 0:
-        return float("nan")
-    from scipy.special import gammaln
-
-    j = math.exp(gammaln(df / 2) - gammaln((df - 1) / 2)) / math.sqrt(df / 2)
-    return float(j * (a.mean() - b.mean()) / pooled)
-
-
-def compare_methods(a_runs: Sequence[float], b_runs: Sequence[float], *,
-                    claimed_gain: float | None = None, alpha: float = 0.05, n_boot: int = 10_000,
-                    seed: int = 0) -> RelativeResult:
-    """Does A beat B? Welch's t-test, P(A > B) with a bootstrap interval, Hedges' g, and the
-    observed gain with its Welch interval next to ``claimed_gain`` when the paper gives one.
-
-    The bootstrap resamples each method's runs independently (scipy.stats.bootstrap) with the
-    percentile method: BCa's jackknife is unstable with the 3-10 runs typical here.
-    """
-    a = _finite_array(a_runs, "runs of method A")
-    b = _finite_array(b_runs, "runs of method B")
-    if a.size < 2 or b.size < 2:
-        raise AuditError(f"comparing two methods needs at least 2 runs of each; got {a.size} and {b.size}")
-    _check_level(alpha)
-    if n_boot < 100:
-        raise AuditError(f"n_boot must be at least 100; got {n_boot}")
-    if claimed_gain is not None and not math.isfinite(claimed_gain):
-        raise AuditError(f"claimed gain must be a finite number; got {claimed_gain}")
-    welch = stats.ttest_ind(a, b, equal_var=False)
-    ci = welch.confidence_interval(confidence_level=1 - alpha)
-    p_greater = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
-    gain = float(a.mean() - b.mean())
-    poi = float(_prob_improvement(a, b))
-    if np.ptp(np.concatenate([a, b])) == 0:
-        poi_lo = poi_hi = poi  # every resample is identical
-    else:
-        # batch bounds memory: each resample compares all n_a * n_b pairs
-        boot = stats.bootstrap((a, b), _prob_improvement, paired=False, vectorized=True,
-                               n_resamples=n_boot, batch=max(1, 2_000_000 // (a.size * b.size)),
-                               confidence_level=1 - alpha,
-                               method="percentile", rng=np.random.default_rng(seed))
-        poi_lo, poi_hi = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
-    in_ci = p_below = None
-    if claimed_gain is not None:
-        in_ci = bool(ci.low <= claimed_gain <= ci.high)
-        shifted = stats.ttest_ind(a - claimed_gain, b, equal_var=False, alternative="less")
-        p_below = float(shifted.pvalue)
-    level = 1 - alpha
-    text = (f"Gain {_signed(gain)} points ({level:.0%} CI {_signed(ci.low)} to {_signed(ci.high)}), "
-            f"P(A > B) = {poi:.2f} [{poi_lo:.2f}, {poi_hi:.2f}], Hedges' g = {hedges_g(a, b):.2f}")
-    if claimed_gain is not None:
-        text += (f"; the claimed gain {_signed(claimed_gain)} is "
-                 f"{'inside' if in_ci else 'outside'} the interval")
-    text += "."
-    return RelativeResult(
-        a_mean=float(a.mean()), a_std=float(a.std(ddof=1)), a_n=int(a.size),
-        b_mean=float(b.mean()), b_std=float(b.std(ddof=1)), b_n=int(b.size), gain=gain,
-        gain_ci_low=float(ci.low), gain_ci_high=float(ci.high), ci_level=level,
-        t_stat=float(welch.statistic), df=float(welch.df), p_two_sided=float(welch.pvalue),
-        p_greater=p_greater, prob_improvement=poi, prob_improvement_ci_low=poi_lo,
-        prob_improvement_ci_high=poi_hi, hedges_g=hedges_g(a, b), claimed_gain=claimed_gain,
-        claimed_gain_in_ci=in_ci, p_below_claimed=p_below, explanation=text)
-
-
-# ---------------------------------------------------------------------------------------------
-# many claims in one report
-# ---------------------------------------------------------------------------------------------
-
-ADJUSTMENTS = ("bh", "holm")
-
-
-def _holm(p: np.ndarray) -> np.ndarray:
-    """Holm's step-down: the i-th smallest p times (m - i + 1), made monotone, capped at 1."""
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    stepped = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = stepped
-    return out
-
-
-def adjust_pvalues(p: Sequence[float], method: str = "bh") -> np.ndarray:
-    """Adjust p-values for multiple comparisons: Benjamini-Hochberg (false discovery rate, via
-    scipy.stats.false_discovery_control) or Holm (family-wise error). NaN entries (tests that
-    could not run) stay NaN and do not count towards the number of tests."""
-    if method not in ADJUSTMENTS:
-        raise unknown("p-value adjustment", method, ADJUSTMENTS)
-    arr = np.asarray(list(p), dtype=float)
-    out = np.full(arr.shape, np.nan)
-    ok = ~np.isnan(arr)
-    if np.any((arr[ok] < 0) | (arr[ok] > 1)):
-        raise AuditError(f"p-values must lie in [0, 1]; got {arr.tolist()}")
-    if ok.any():
-        out[ok] = stats.false_discovery_control(arr[ok], method="bh") if method == "bh" else _holm(arr[ok])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# across architectures and data sets
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AggregateResult:
-    """Interquartile mean of normalised scores across tasks, with a stratified bootstrap CI."""
-
-    iqm: float
-    ci_low: float
-    ci_high: float
-    ci_level: float
-    n_tasks: int
-    n_runs: int
-    normalisation: str
-    task_means: dict[str, float]
-
-
-def _iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    # The middle 50 %: scipy trims floor(25 %) of the values from each end.
-    return stats.trim_mean(x, 0.25, axis=axis)
-
-
-def aggregate_iqm(scores_by_task: Mapping[str, Sequence[float]], *,
-                  baseline: Mapping[str, float] | None = None,
-                  teacher: Mapping[str, float] | None = None, alpha: float = 0.05,
-                  n_boot: int = 5_000, seed: int = 0) -> AggregateResult:
-    """Interquartile mean (IQM) of one method's runs pooled across tasks (architecture pairs or
-    data sets), with a stratified percentile bootstrap interval.
-
-    Scores are normalised per task as (acc - baseline) / (teacher - baseline): 0 is the no-KD
-    student, 1 the teacher, so tasks of different difficulty share one scale. Without
-    ``baseline``/``teacher`` the scores are taken as already normalised. The bootstrap resamples
-    runs with replacement within each task (a task with one run stays fixed), as rliable does;
-    tasks with more runs weigh more in the pooled IQM.
-    """
-    _check_level(alpha)
-    if not scores_by_task:
-        raise AuditError("no tasks given to aggregate")
-    if (baseline is None) != (teacher is None):
-        raise AuditError("normalising needs both the baseline and the teacher accuracy of every task")
-    tasks = list(scores_by_task)
-    normed: list[np.ndarray] = []
-    for task in tasks:
-        x = _finite_array(scores_by_task[task], f"scores of task {task!r}")
-        if x.size == 0:
-            raise AuditError(f"task {task!r} has no runs")
-        if baseline is not None and teacher is not None:
-            if task not in baseline or task not in teacher:
-                raise AuditError(f"task {task!r} lacks a baseline or teacher accuracy to normalise with")
-            span = teacher[task] - baseline[task]
-            if not math.isfinite(span) or span == 0:
-                raise AuditError(f"task {task!r}: teacher and baseline accuracy must differ to normalise")
-            x = (x - baseline[task]) / span
-        normed.append(x)
-    pooled = np.concatenate(normed)
-    rng = np.random.default_rng(seed)
-    resampled = np.concatenate(
-        [x[rng.integers(0, x.size, size=(n_boot, x.size))] for x in normed], axis=1)
-    boot = _iqm(resampled, axis=1)
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return AggregateResult(
-        iqm=float(_iqm(pooled)), ci_low=float(lo), ci_high=float(hi), ci_level=1 - alpha,
-        n_tasks=len(tasks), n_runs=int(pooled.size),
-        normalisation=("(acc - nokd) / (teacher - nokd)" if baseline is not None else "none (given normalised)"),
-        task_means={t: float(x.mean()) for t, x in zip(tasks, normed)})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tomli_w
 
-from audit.engine.data import dataset_names
+from audit.engine.datasets import dataset_names
 from audit.engine.models import model_names
 from audit.engine.train import Accel, Recipe
 from audit.errors import AuditError, unknown

@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from audit.engine.data import (
-    dataset_info,
-    dataset_names,
-    load_splits,
-    stratified_val_split,
-)
+from audit.engine.data import load_splits, stratified_val_split
+from audit.engine.datasets import dataset_info, dataset_names
 from audit.errors import AuditError
 
 # --- writers for the real on-disk formats ------------------------------------------------------

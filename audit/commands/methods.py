@@ -1,4 +1,4 @@
-"""``audit methods``: every registered method with its paper, family and extra cost."""
+"""``audit methods``: every method in the catalogue with its paper, family and extra cost."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import argparse
 from rich.table import Table
 
 from audit.commands._console import make_console
-from methods import get_method, method_names
+from methods.catalogue import cards
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,11 +18,8 @@ def main(args: argparse.Namespace) -> int:
     table = Table(title="KD methods")
     for col in ("name", "aliases", "paper", "year", "family", "searched", "extra cost"):
         table.add_column(col)
-    for name in method_names():
-        m = get_method(name)
-        table.add_row(
-            m.name, ", ".join(m.aliases), m.paper, str(m.year or ""), m.family,
-            ", ".join(m.search_space()), m.extra_cost,
-        )
+    for c in cards().values():
+        table.add_row(c.name, ", ".join(c.aliases), c.paper, str(c.year or ""), c.family,
+                      ", ".join(c.search_space()), c.extra_cost)
     make_console().print(table)
     return 0

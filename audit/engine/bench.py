@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audit.engine.data import DatasetInfo, Split, Splits, _to_tensor, dataset_info
+from audit.engine.data import Split, Splits, _to_tensor
+from audit.engine.datasets import DatasetInfo, dataset_info
 from audit.engine.models import build_model
 from audit.engine.train import Accel, Recipe, train_student
 from methods.base import kd_divergence

@@ -25,6 +25,7 @@ from audit.errors import AuditError, unknown
 BASELINE = "nokd"  # the student trained alone: the reference every KD claim is a gain over
 CLASSICAL = "kd"  # Hinton et al.'s KD: the reference every newer method claims to beat
 REFERENCES = (BASELINE, CLASSICAL)
+MAIN_JOB_METHOD = "feature_kd"  # what the README's main job audits (`audit bench --main-job` times it)
 FAMILIES = ("baseline", "logits", "features", "relations", "multi-teacher", "multi-stage")
 
 # The dimensions every method shares where they apply. Ranges cover the values KD papers use

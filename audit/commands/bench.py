@@ -6,11 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 from audit.commands._args import positive
-from audit.engine import bench
-from audit.engine.train import Accel
 from audit.errors import AuditError
 
 
@@ -43,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # Imported here: the parser is built for every command, and only the commands that train load torch.
+    import torch
+
+    from audit.engine import bench
+    from audit.engine.train import Accel
+
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     if args.device == "cuda" and not torch.cuda.is_available():

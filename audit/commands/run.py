@@ -14,7 +14,7 @@ from rich.table import Table
 from audit.commands._args import positive, positive_minutes
 from audit.commands._console import make_console
 from audit.errors import AuditError
-from methods.catalogue import option_flags
+from methods.catalogue import BASELINE, CLASSICAL, option_flags
 
 if TYPE_CHECKING:
     from audit.study import Study
@@ -119,13 +119,14 @@ def study_from_args(args: argparse.Namespace) -> Study:
 
 def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: ANN001
     table = Table(title=f"confirmed test accuracy (%), mean ± std over seeds — {study_dir}")
-    for col in ("method", "runs", "test acc", "vs nokd", "vs kd", "search ok/failed", "best config"):
+    for col in ("method", "runs", "test acc", f"vs {BASELINE}", f"vs {CLASSICAL}", "search ok/failed", "best config"):
         table.add_column(col, justify="left" if col in ("method", "best config") else "right", no_wrap=col != "best config")
     fmt = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.2f}"  # noqa: E731
     for r in summary.itertuples():
         acc = "—" if math.isnan(r.test_mean) else f"{r.test_mean:.2f} ± {0.0 if math.isnan(r.test_std) else r.test_std:.2f}"
         table.add_row(
-            r.method, str(r.runs), acc, "" if r.method == "nokd" else fmt(r.vs_nokd), "" if r.method == "kd" else fmt(r.vs_kd),
+            r.method, str(r.runs), acc, "" if r.method == BASELINE else fmt(getattr(r, f"vs_{BASELINE}")),
+            "" if r.method == CLASSICAL else fmt(getattr(r, f"vs_{CLASSICAL}")),
             f"{r.search_ok}/{r.search_failed}", r.best_config,
         )
     console.print(table)

@@ -37,6 +37,7 @@ from audit.engine.datasets import DatasetInfo, dataset_info
 from audit.engine.models import build_model
 from audit.engine.train import Accel, Recipe, train_student
 from methods.base import kd_divergence
+from methods.catalogue import CLASSICAL, MAIN_JOB_METHOD
 
 KD_CONFIG = {"temperature": 4.0, "alpha": 0.9}
 
@@ -136,9 +137,9 @@ def reference_loop(case: Case, x: np.ndarray, y: np.ndarray, teacher: torch.nn.M
 
 def engine_loop(case: Case, x: np.ndarray, y: np.ndarray, teacher: torch.nn.Module, recipe: Recipe,
                 accel: Accel, device: torch.device, seed: int = 0) -> int:
-    """One epoch of our engine (``audit.engine.train.run``, method kd) over ``x``; returns the images trained on."""
+    """One epoch of our engine (``audit.engine.train.train_student``, classical KD) over ``x``; returns the images trained on."""
     splits = _splits(case, x, y).to(device)  # resident on the device, as a study loads them
-    result, _ = train_student(method="kd", config={**KD_CONFIG, "strength": case.strength}, splits=splits,
+    result, _ = train_student(method=CLASSICAL, config={**KD_CONFIG, "strength": case.strength}, splits=splits,
                     student_arch=case.student, teacher=teacher, recipe=recipe, seed=seed, accel=accel)
     if result.status != "ok":
         raise RuntimeError(f"engine run failed: {result.reason}")
@@ -224,9 +225,9 @@ class JobSplit:
 
 def main_job(out: Path, *, trials: int, seeds: int, epochs: int | None, cache_dir: Path | None,
              extra: list[str] | None = None) -> JobSplit:
-    """Run ``audit run --method feature_kd`` on digits in a fresh process and split its wall time."""
+    """Run the README's main job (``audit run --method feature_kd``) on digits in a fresh process and split its wall time."""
     name = f"bench-main-job-{time.strftime('%Y%m%d-%H%M%S')}"
-    cmd = [sys.executable, "-m", "audit.cli", "run", "--method", "feature_kd", "--trials", str(trials),
+    cmd = [sys.executable, "-m", "audit.cli", "run", "--method", MAIN_JOB_METHOD, "--trials", str(trials),
            "--seeds", str(seeds), "--out", str(out), "--name", name, *(extra or [])]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
@@ -327,7 +328,7 @@ def accuracy_check(*, epochs: int, seeds: int, device: torch.device, cache_dir: 
             continue
         runs = []
         for seed in range(1, seeds + 1):
-            result, _ = train_student(method="kd", config={**KD_CONFIG, "strength": 0.5}, splits=splits, student_arch="resnet8",
+            result, _ = train_student(method=CLASSICAL, config={**KD_CONFIG, "strength": 0.5}, splits=splits, student_arch="resnet8",
                             teacher=teacher, recipe=recipe, seed=seed, accel=accel)
             runs.append(result.test_last if result.status == "ok" else float("nan"))
         log(f"  {setting}: {' '.join(f'{r:.2f}' for r in runs)}")

@@ -8,6 +8,7 @@ from collections import defaultdict
 import pandas as pd
 
 from audit.judge.claims import _key, _typed
+from methods.catalogue import BASELINE
 
 # Typical seed-to-seed standard deviation of a CIFAR student's test accuracy, in points
 # (0.2-0.4 across the CRD/DKD benchmark runs); a claimed gain below it is within seed noise.
@@ -59,7 +60,7 @@ def sanity_warnings(df: pd.DataFrame) -> list[str]:
     for _, row in df.iterrows():
         groups[(_ident(row, "dataset"), _ident(row, "teacher"), _ident(row, "student"),
                 _ident(row, "method"))].append(row)
-        if row["method_id"] == "nokd" and not pd.isna(row["claimed_top1"]):
+        if row["method_id"] == BASELINE and not pd.isna(row["claimed_top1"]):
             nokd[(row["paper"], _ident(row, "dataset"), _ident(row, "student"))].append(row)
 
     for _, row in df.iterrows():
@@ -82,7 +83,7 @@ def sanity_warnings(df: pd.DataFrame) -> list[str]:
         if clashes:
             others = "; ".join(f"{o['claimed_top1']:g} in {o['claim_id']} ({o['source']})" for o in clashes)
             out.append(f"{cid}: {nice(row)} claims {claimed:g} here ({row['source']}) but {others}")
-        if row["method_id"] != "nokd":
+        if row["method_id"] != BASELINE:
             base = row["baseline_student_top1"]
             if pd.isna(base):
                 cands = [o["claimed_top1"] for o in nokd.get((row["paper"], _ident(row, "dataset"), _ident(row, "student")), [])

@@ -52,10 +52,19 @@ def test_takd_assistant_stage_inside_or_outside_the_budget(digits, paper_protoco
 
 
 def test_mkd_trains_with_two_teachers(digits):
-    r, _ = train_student(method="mkd", config={"temperature": 4.0, "alpha": 0.5, "strength": 0.2}, splits=digits,
-               student_arch="resnet8", teacher=_model("resnet14", 1), extra_teachers=[_model("wrn_16_1", 2)],
-               recipe=Recipe(epochs=1, batch_size=256), seed=0)
-    assert r.status == "ok" and 0 <= r.val_last <= 100
+    teacher, extras = _model("resnet14", 1), [_model("wrn_16_1", 2), _model("wrn_16_1", 3)]
+    before = [{k: v.clone() for k, v in t.state_dict().items()} for t in (teacher, *extras)]
+    losses = []
+    for extra in extras:
+        r, _ = train_student(method="mkd", config={"temperature": 4.0, "alpha": 0.5, "strength": 0.2}, splits=digits,
+                             student_arch="resnet8", teacher=teacher, extra_teachers=[extra],
+                             recipe=Recipe(epochs=1, batch_size=256), seed=0)
+        assert r.status == "ok", r.reason
+        assert r.epochs == 1 and r.images == len(digits.train)
+        losses.append(r.train_loss)
+    assert losses[0] != losses[1]  # the extra teacher is part of the loss: another one trains the student otherwise
+    for t, b in zip((teacher, *extras), before):
+        assert all(torch.equal(v, b[k]) for k, v in t.state_dict().items())  # every teacher stays frozen
 
 
 def test_study_picks_an_assistant_between_teacher_and_student():

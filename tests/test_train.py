@@ -38,7 +38,8 @@ def test_budget_is_recorded(digits):
     assert r.images == 2 * n
     assert r.steps == 2 * (n // RECIPE.batch_size)
     assert r.flops > 0 and r.wall_s > 0
-    assert 0 <= r.val_best <= 100 and r.val_best >= r.val_last
+    assert r.val_best == max(r.val_acc) and r.val_last == r.val_acc[-1] and r.test_last == r.test_acc[-1]
+    assert all(v in {100.0 * k / len(digits.val) for k in range(len(digits.val) + 1)} for v in r.val_acc)  # a share of the images
 
 
 def test_without_test_split_no_test_accuracy(digits):

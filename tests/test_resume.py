@@ -168,7 +168,7 @@ def test_a_dead_drivers_trial_is_cancelled_and_its_place_run_again(tmp_path, tea
     trials = optuna.load_study(study_name="st.kd", storage=url).get_trials()
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     dead = trials[ghost.number]
-    assert dead.state == TrialState.FAIL and re.match(r"stale: driver dead-host-1 silent for 60 min", dead.user_attrs[CANCELLED])
+    assert dead.state == TrialState.FAIL and re.match(r"stale: driver dead-host-1 silent for 6[01] min", dead.user_attrs[CANCELLED])  # 60, or 61 on a busy machine
     results = pd.read_csv(tmp_path / "r" / "st" / "results.csv")
     assert ((results.method == "kd") & (results.phase == "search") & (results.status == "ok")).sum() == 2
 

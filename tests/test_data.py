@@ -82,8 +82,9 @@ def _idx_bytes(a: np.ndarray) -> bytes:
     return header + a.astype(np.uint8).tobytes()
 
 
-def write_mnist(root: Path, folder: str = "MNIST", gz: bool = False, n_train: int = 50, n_test: int = 20) -> dict:
-    raw = root / folder / "raw"
+def write_mnist(root: Path, folder: str | None = "MNIST", gz: bool = False, n_train: int = 50, n_test: int = 20) -> dict:
+    """The four idx files in torchvision's ``<folder>/raw`` layout, or right in ``root`` (folder None)."""
+    raw = root / folder / "raw" if folder else root
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     arrays = {
@@ -295,6 +296,22 @@ def test_mnist_like_idx_files(tmp_path, name, folder, gz):
     assert torch.allclose(s.test.x[:, 0], _norm(raw["t10k-images-idx3-ubyte"][:, None], name)[:, 0], atol=1e-6)
     info = dataset_info(name)
     assert s.test.x[0].mean().item() == pytest.approx(-info.mean[0] / info.std[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_idx_files_right_in_the_data_dir(tmp_path, name):
+    """Debian's dataset-fashion-mnist installs the four gzipped idx files in one folder, without
+    torchvision's <Name>/raw layout: --data-dir pointing at that folder works."""
+    raw = write_mnist(tmp_path, None, gz=True)
+    s = load_splits(name, split_seed=0, data_dir=tmp_path)
+    assert len(s.train) + len(s.val) == 50 and s.test.y.tolist() == raw["t10k-labels-idx1-ubyte"].tolist()
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_debian_fashion_mnist_package():
+    s = load_splits("fashion-mnist", split_seed=0, data_dir="/usr/share/datasets/fashion-mnist")
+    assert len(s.train) + len(s.val) == 60_000 and len(s.test) == 10_000
+    assert sorted(set(s.test.y.tolist())) == list(range(10))
 
 
 def test_plain_and_gzipped_mnist_agree(tmp_path):

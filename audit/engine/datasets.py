@@ -224,10 +224,16 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+def _has_idx(folder: Path) -> bool:
+    return all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in _IDX_FILES)
+
+
 def _load_mnist_like(root: Path | None, download: bool, cls_name: str, info_name: str) -> RawArrays:
     root = _need_dir(root, info_name)
-    raw = root / cls_name / "raw"  # the layout torchvision writes
-    if download and not all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in _IDX_FILES):
+    # The four idx files right in --data-dir (as Debian's dataset-fashion-mnist installs them in
+    # /usr/share/datasets/fashion-mnist), else the layout torchvision writes.
+    raw = root if _has_idx(root) else root / cls_name / "raw"
+    if download and not _has_idx(raw):
         import torchvision.datasets as tvd
 
         try:  # torchvision's MNIST reader is pickle-free, so letting its constructor run is harmless
@@ -250,7 +256,7 @@ def _load_mnist_like(root: Path | None, download: bool, cls_name: str, info_name
 
 @register_dataset(
     DatasetInfo("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), False,
-                "torchvision MNIST files (MNIST/raw idx: 60,000 train / 10,000 test)", True)
+                "MNIST idx files (in --data-dir or its MNIST/raw: 60,000 train / 10,000 test)", True)
 )
 def _load_mnist(data_dir: Path | None, download: bool) -> RawArrays:
     return _load_mnist_like(data_dir, download, "MNIST", "mnist")
@@ -258,7 +264,7 @@ def _load_mnist(data_dir: Path | None, download: bool) -> RawArrays:
 
 @register_dataset(
     DatasetInfo("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), False,
-                "torchvision FashionMNIST files (FashionMNIST/raw idx: 60,000 train / 10,000 test)", True)
+                "Fashion-MNIST idx files (in --data-dir or its FashionMNIST/raw: 60,000 train / 10,000 test)", True)
 )
 def _load_fashion_mnist(data_dir: Path | None, download: bool) -> RawArrays:
     return _load_mnist_like(data_dir, download, "FashionMNIST", "fashion-mnist")

@@ -17,6 +17,8 @@ from audit import folder
 from audit.budget import check_equal
 from audit.engine.data import Splits, load_splits
 from audit.engine.teachers import Teacher, get_teacher, state_of
+from audit.report.machine import MACHINE_JSON, machine_facts
+from audit.report.summary import summarise
 from audit.search.backend import ensure_ray
 from audit.search.confirm import confirm, pending_runs
 from audit.search.loop import search
@@ -71,11 +73,10 @@ def create(study: Study, paths: Paths) -> Path:
 def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progress: Progress, *,
               allow_unequal_budgets: bool = False) -> pd.DataFrame:
     """Run (or continue) every phase of a study whose folder exists; returns the summary."""
-    from audit.report.summary import summarise
-
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
+    folder.write_json(study_dir, MACHINE_JSON, machine_facts(with_gpu=True))  # the provenance of the numbers
     states = None
     if any(get_method(m).needs_teacher for m in study.all_methods):
         def train(arch: str) -> Teacher:

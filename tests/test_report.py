@@ -6,6 +6,8 @@ import itertools
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +15,16 @@ import pytest
 
 from audit.cli import main
 from audit.errors import AuditError
+from audit.folder import StudyFolder
 from audit.judge.claim import judge_claim
-from audit.report.write import (
-    StudyFolder,
-    expected_max,
-    expected_max_std,
-    importance_table,
-    matrix_section,
-    write_report,
-)
+from audit.judge.relative import compare_methods
+from audit.judge.tuning import expected_max, expected_max_std
+from audit.report.importance import importance_table
+from audit.report.machine import MACHINE_JSON, machine_facts
+from audit.report.sections.matrix import matrix_section
+from audit.report.write import write_report
+
+REPO = Path(__file__).resolve().parents[1]
 
 SECTION_TITLES = ["1. Verdicts", "2. Method ranking under the equal budget", "3. Equal-budget curves",
                   "4. Hyper-parameter sensitivity", "5. Cross-architecture matrix", "6. Budget and compute",
@@ -188,14 +191,36 @@ def test_report_files_and_sections(study: Path) -> None:
     assert set(ranking.method) == {"nokd", "kd"} and (ranking.runs == 2).all()
     curve = pd.read_csv(study / "tables" / "equal_budget.csv")
     assert sorted(curve[curve.method == "kd"].n) == [1, 2, 3]
+    # the ranking and summary.csv are one computation: the same numbers, best mean first
+    summary = pd.read_csv(study / "summary.csv").set_index("method")
+    assert ranking["rank"].tolist() == [1, 2] and ranking["mean"].is_monotonic_decreasing
+    for _, row in ranking.iterrows():
+        s = summary.loc[row.method]
+        assert row.runs == s.runs
+        assert [row["mean"], row["std"], row.vs_nokd, row.vs_kd] == pytest.approx([s.test_mean, s.test_std, s.vs_nokd, s.vs_kd],
+                                                                                  rel=1e-12, abs=1e-12)
+    assert ranking.set_index("method").loc["nokd", "vs_nokd"] == 0.0
     rel = pd.read_csv(study / "tables" / "verdicts_relative.csv")
     assert rel.claim.tolist() == ["kd beats nokd"]
-    assert rel.verdict.iloc[0] in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE")
+    # the verdict is compare_methods' on the confirmation runs, decided on the adjusted p-value
+    confirm = [json.loads(line) for line in (study / "trials.jsonl").read_text().splitlines()]
+    acc = {m: [r["test_acc_last"] for r in sorted(confirm, key=lambda r: r["seed"])
+               if r["phase"] == "confirm" and r["method"] == m and r["status"] == "ok"] for m in ("nokd", "kd")}
+    expected = compare_methods(acc["kd"], acc["nokd"])
+    got = rel.iloc[0]
+    assert got.gain == pytest.approx(expected.gain) and got.p_welch_one_sided == pytest.approx(expected.p_greater)
+    assert got.p_adjusted >= got.p_welch_one_sided
+    assert got.verdict == ("SUPPORTED" if got.p_adjusted < 0.05 else "CONTRADICTED" if expected.gain_ci_high < 0
+                           else "INCONCLUSIVE")
     assert len(list((study / "figures").glob("*.png"))) == SMALL_STUDY_FIGURES
     # provenance: the data checksum and the teacher's checksum from teacher.json
     teacher = json.loads((study / "teacher.json").read_text())
     assert teacher["ident"]["data_sha256"] in html and teacher["sha256"] in html
     assert "Complete study" in html
+    # the machine that ran the study, as the pipeline recorded it when the study started
+    machine = json.loads((study / MACHINE_JSON).read_text())
+    assert "The machine that ran the study" in html and f"no {MACHINE_JSON}" not in html
+    assert machine["host"] in html and machine["cpu"] in html
 
 
 def test_published_claims_are_judged(study: Path, tmp_path: Path) -> None:
@@ -306,6 +331,26 @@ def test_interrupted_study_says_how_far_it_got(study: Path, tmp_path: Path) -> N
     bare.mkdir()
     shutil.copy(copy / "study.toml", bare / "study.toml")
     assert "0/3 search trials" in write_report(bare).read_text()
+
+
+def test_report_runs_without_torch(study: Path, tmp_path: Path) -> None:
+    """`audit report` in a fresh interpreter never imports torch; the machine that ran the study
+    (machine.json, recorded without torch too) is shown beside the one that wrote the report."""
+    copy = copy_study(study, tmp_path / "no_torch")
+    code = ("import json, sys\n"
+            "from audit.cli import main\n"
+            "from audit.report.machine import machine_facts\n"
+            f"json.dump(machine_facts(with_gpu=False), open({str(copy / MACHINE_JSON)!r}, 'w'))\n"
+            f"assert main(['report', {str(copy)!r}]) == 0\n"
+            "print('torch loaded:', sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "torch loaded: []" in done.stdout
+    facts = json.loads((copy / MACHINE_JSON).read_text())
+    assert facts == {**facts, **{k: v for k, v in machine_facts(with_gpu=False).items() if k in ("host", "cpu", "cores")}}
+    html = (copy / "index.html").read_text()
+    assert "The machine that ran the study" in html and f"no {MACHINE_JSON}" not in html
+    assert f"{facts['cpu']}, {facts['cores']} logical cores" in html and facts["recorded"] in html
 
 
 # ---------------------------------------------------------------------------------------------

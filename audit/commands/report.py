@@ -18,6 +18,7 @@ def _float(what: str):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    # Deferred: the CLI builds every command's parser, and these modules load scipy.
     from audit.judge.claim import DEFAULT_MARGIN
     from audit.judge.multiple import ADJUSTMENTS
 
@@ -35,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # Deferred: the report loads pandas, matplotlib, optuna and jinja2 (never torch), which only
+    # this command needs.
     from audit.report.write import write_report
 
     if args.claims is not None and not args.claims.is_file():

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import integrate, stats
 
 from audit.errors import AuditError
 from audit.judge.checks import check_level, finite_array
@@ -128,3 +128,42 @@ def compare_methods(a_runs: Sequence[float], b_runs: Sequence[float], *,
         p_greater=p_greater, prob_improvement=poi, prob_improvement_ci_low=poi_lo,
         prob_improvement_ci_high=poi_hi, hedges_g=hedges_g(a, b), claimed_gain=claimed_gain,
         claimed_gain_in_ci=in_ci, p_below_claimed=p_below, explanation=text)
+
+
+def power_gain(gain: float, n: int, sd: float, *, alpha: float = 0.05, tests: int = 1) -> float:
+    """Chance that a true gain of ``gain`` points is declared SUPPORTED: one-sided Welch at
+    ``alpha / tests`` with ``n`` runs of each method, both with seed spread ``sd``.
+
+    Exact for normal runs: with equal n, Welch's statistic is the pooled t (non-central t with
+    2n - 2 df), while its critical value uses the Welch-Satterthwaite df, (n - 1) / (R^2 + (1 - R)^2)
+    with R = S_a^2 / (S_a^2 + S_b^2) ~ Beta((n - 1)/2, (n - 1)/2) independent of the statistic; the
+    power is the statistic's tail beyond that critical value, averaged over R. With ``tests``
+    p-values adjusted together by Benjamini-Hochberg (or Holm), a p-value below alpha / tests is
+    always rejected, so this is a lower bound of the report's power.
+    """
+    check_level(alpha)
+    if n < 2:
+        raise AuditError(f"power needs at least 2 runs of each method; got {n}")
+    if not (math.isfinite(sd) and sd > 0):
+        raise AuditError(f"sd must be a positive number of accuracy points; got {sd}")
+    if tests < 1:
+        raise AuditError(f"tests must be at least 1; got {tests}")
+    df, ncp, level = 2 * n - 2, gain / (sd * math.sqrt(2 / n)), alpha / tests
+    half = (n - 1) / 2
+
+    def tail(r: float) -> float:
+        welch_df = (n - 1) / (r**2 + (1 - r) ** 2)
+        return stats.nct.sf(stats.t.ppf(1 - level, welch_df), df, ncp) * stats.beta.pdf(r, half, half)
+
+    # Symmetric in R around 1/2: integrate one half, where the integrand is smooth.
+    value, _ = integrate.quad(tail, 0.0, 0.5, limit=200)
+    return float(min(1.0, 2 * value))
+
+
+def seeds_for_power(gain: float, sd: float, *, power: float = 0.8, alpha: float = 0.05, tests: int = 1,
+                    most: int = 1000) -> int | None:
+    """The fewest runs of each method for ``power_gain`` to reach ``power`` (``None`` above ``most``)."""
+    for n in range(2, most + 1):
+        if power_gain(gain, n, sd, alpha=alpha, tests=tests) >= power:
+            return n
+    return None

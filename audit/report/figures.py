@@ -17,7 +17,12 @@ matplotlib.use("Agg")  # a report is a batch job: never open a window, never nee
 
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from optuna.visualization.matplotlib import plot_param_importances  # noqa: E402
+
+from methods.catalogue import BASELINE, CLASSICAL  # noqa: E402
 
 # Names come from study folders: with math parsing off, a '$' in a name is text, not mathtext
 # that could fail to parse and take the report down.
@@ -32,7 +37,7 @@ _RC = {
     "axes.spines.right": False,
     "savefig.dpi": 110,
 }
-REFERENCE_COLOURS = {"nokd": "#7f7f7f", "kd": "#1f77b4"}
+REFERENCE_COLOURS = {BASELINE: "#7f7f7f", CLASSICAL: "#1f77b4"}  # grey and blue
 _PALETTE = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 HP_LABELS = {
     "temperature": "temperature T (unitless)",
@@ -59,8 +64,6 @@ def colours(methods: Sequence[str]) -> dict[str, str]:
     others = [m for m in methods if m not in REFERENCE_COLOURS]
     palette = _PALETTE
     if len(others) > len(_PALETTE):
-        from matplotlib.colors import to_hex
-
         palette = [to_hex(c) for name in ("tab20", "tab20b") for c in plt.get_cmap(name).colors]
         palette = [c for c in palette if c not in REFERENCE_COLOURS.values()]
     out = {m: REFERENCE_COLOURS[m] for m in methods if m in REFERENCE_COLOURS}
@@ -96,14 +99,14 @@ def _new(width: float, height: float, ncols: int = 1, sharey: bool = False) -> t
 
 def ranking(runs: Mapping[str, Sequence[float]], ci: Mapping[str, tuple[float, float]],
             colour: Mapping[str, str], ci_level: float) -> Figure:
-    """Test accuracy per method: every seed a dot, the mean with its interval, nokd/kd as bands.
+    """Test accuracy per method: every seed a dot, the mean with its interval, the references as bands.
 
     ``runs`` is ordered best first (drawn top to bottom)."""
     with style():
         methods = list(runs)
         fig, (ax,) = _new(8.0, 0.6 * len(methods) + 1.6)
         rng = np.random.default_rng(0)  # the jitter only separates dots; fixed so reports are stable
-        for ref, label in (("nokd", "no KD"), ("kd", "classical KD")):
+        for ref, label in ((BASELINE, "no KD"), (CLASSICAL, "classical KD")):
             if ref in ci and all(np.isfinite(ci[ref])):
                 lo, hi = ci[ref]
                 ax.axvspan(lo, hi, color=colour.get(ref, "#999999"), alpha=0.15, lw=0,
@@ -195,11 +198,9 @@ def sensitivity(points: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
     return fig
 
 
-def importances(ostudy, evaluator, method: str) -> Figure:  # noqa: ANN001 - optuna objects
+def importances(ostudy: optuna.Study, evaluator: optuna.importance.BaseImportanceEvaluator | None,
+                method: str) -> Figure:
     """Optuna's own importance plot, titled and labelled for the report."""
-    import optuna
-    from optuna.visualization.matplotlib import plot_param_importances
-
     with style(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = plot_param_importances(ostudy, evaluator=evaluator, target_name="validation accuracy")
@@ -257,7 +258,7 @@ def matrix(values: np.ndarray, rows: Sequence[str], cols: Sequence[str]) -> Figu
             for j in range(len(cols)):
                 v = values[i, j]
                 ax.text(j, i, "-" if not np.isfinite(v) else f"{v:+.2f}", ha="center", va="center", fontsize=8)
-        fig.colorbar(im, ax=ax, label="test accuracy gain over nokd (points)")
+        fig.colorbar(im, ax=ax, label=f"test accuracy gain over {BASELINE} (points)")
         ax.set_xlabel("teacher → student pair")
         ax.set_ylabel("method")
         ax.set_title("Cross-architecture matrix: gain over no KD")

@@ -90,9 +90,9 @@ def _is_state_dict(obj: object) -> bool:
 
 def _number(value: object) -> float | None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.item())
+        return round(float(value.item()), 4)  # a float32 tensor: 73.25 is stored as 73.2500000...
     if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return float(value)
+        return round(float(value), 4)
     return None
 
 

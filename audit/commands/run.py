@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
     p.add_argument("--seeds", type=positive("--seeds"), default=5, help="confirmation seeds (default 5)")
     p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 8)")
+    p.add_argument("--augment", default=None, metavar="POLICY",
+                   help="augmentation policy of every run: strength (default: the searched strength alone), standard "
+                        "(crop with padding and flip), autoaugment-cifar10, or steps joined by '+', e.g. standard+strength")
     p.add_argument("--dataset", default="digits", help="data set (default digits, embedded)")
     p.add_argument("--teacher", default="resnet20", help="teacher architecture (default resnet20)")
     p.add_argument("--student", default="resnet8", help="student architecture (default resnet8)")
@@ -118,8 +121,9 @@ def study_from_args(args: argparse.Namespace) -> Study:
     )
     if args.stale_after is not None:
         kwargs["stale_after_min"] = args.stale_after
-    if args.epochs is not None:
-        kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
+    recipe_changes = {k: v for k, v in (("epochs", args.epochs), ("augment", args.augment)) if v is not None}
+    if recipe_changes:
+        kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, **recipe_changes)
     return _with_speed_flags(Study(**kwargs), args)
 
 

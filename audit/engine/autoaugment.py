@@ -22,7 +22,6 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 FILL = 128.0
 LEVELS = 10
@@ -109,14 +108,18 @@ def _brightness(px: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Ten
     return _blend(torch.zeros_like(px), px, _factor(m, s))
 
 
-_SMOOTH = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-
-
 def _sharpness(px: torch.Tensor, m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    c = px.shape[1]
-    kernel = _SMOOTH.to(px.device, px.dtype).expand(c, 1, 3, 3)
-    smooth = px.clone()  # PIL's 3x3 filter keeps the one-pixel border as it was
-    smooth[:, :, 1:-1, 1:-1] = torch.round(F.conv2d(px, kernel, groups=c)).clamp(0, 255)
+    # PIL's SMOOTH filter, (8 neighbours + 5 x centre) / 13, rounded. The sum is an exact integer, and
+    # an integer over 13 is never within 0.03 of a rounding boundary, so any summation order (PIL's,
+    # a GPU's) rounds the same way; the one-pixel border is kept as it was, as PIL's 3x3 filter does.
+    h, w = px.shape[2:]
+    total = 5 * px[:, :, 1:-1, 1:-1]
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if (dy, dx) != (1, 1):
+                total = total + px[:, :, dy:dy + h - 2, dx:dx + w - 2]
+    smooth = px.clone()
+    smooth[:, :, 1:-1, 1:-1] = torch.round(total / 13.0).clamp(0, 255)
     return _blend(smooth, px, _factor(m, s))
 
 

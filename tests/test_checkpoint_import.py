@@ -297,6 +297,7 @@ def test_bad_checkpoints_are_refused_with_one_line(case, tmp_path, capsys):
     _refused(capsys, tmp_path, _import(tmp_path, file, arch, dataset), *fragments)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
 @pytest.mark.parametrize("how", ["torch.save", "legacy torch.save", "pickle protocol 2", "pickle protocol 4"])
 def test_a_malicious_pickle_is_refused_and_never_run(how, tmp_path, capsys):
     marker = tmp_path / "pwned"

@@ -16,6 +16,7 @@ import torch
 from audit import folder
 from audit.budget import check_equal
 from audit.engine.data import Splits, load_splits
+from audit.engine.teacher_import import imported_teacher, resolve_teacher_weights
 from audit.engine.teachers import Teacher, get_teacher, state_of
 from audit.report.machine import MACHINE_JSON, machine_facts
 from audit.report.summary import summarise
@@ -55,8 +56,16 @@ class Progress(Protocol):
 
 
 def prepare(study: Study, paths: Paths) -> Splits:
-    """Everything that can fail on bad input, before any folder is made."""
+    """Everything that can fail on bad input, before any folder is made.
+
+    A study given released teacher weights gets them resolved to a teacher-cache entry here (a
+    checkpoint file is imported first), recorded in the study with their sha256.
+    """
     device = "cuda" if (study.gpus_per_trial > 0 and torch.cuda.is_available()) else "cpu"
+    if study.teacher_weights is not None:
+        entry, sha = resolve_teacher_weights(Path(study.teacher_weights), arch=study.teacher, dataset=study.dataset,
+                                             cache_dir=paths.cache_dir, expect_sha256=study.teacher_sha256)
+        study.teacher_weights, study.teacher_sha256 = str(entry), sha
     if study.backend == "ray" and study.address:
         ensure_ray(study)  # a wrong address or token fails here, not after the teacher is trained
     return load_splits(
@@ -82,7 +91,10 @@ def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progr
         def train(arch: str) -> Teacher:
             return get_teacher(splits, arch, seed=study.teacher_seed, cache_dir=paths.cache_dir, accel=study.accel)
 
-        teacher = progress.teacher("teacher", study.teacher, train)
+        def released(arch: str) -> Teacher:
+            return imported_teacher(splits, Path(study.teacher_weights), arch=arch, sha256=study.teacher_sha256)
+
+        teacher = progress.teacher("teacher", study.teacher, released if study.teacher_weights else train)
         folder.write_json(study_dir, "teacher.json", teacher.meta)
         states = {study.teacher: state_of(teacher.model)}
         for arch in study.extra_teachers():  # teachers a method's options ask for: each trained once and cached too

@@ -55,6 +55,10 @@ class Study:
     address: str | None = None
     stale_after_min: float = 30.0  # another driver's trial silent this long is taken as dead (shared storage)
     accel: Accel = Accel()  # speed settings: not part of the budget, recorded with every run
+    # A released teacher (a teacher-cache entry, audit.engine.teacher_import) used instead of
+    # training one; its weights' sha256 is part of the budget: another teacher, another budget.
+    teacher_weights: str | None = None
+    teacher_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -112,8 +116,9 @@ class Study:
         return list(dict.fromkeys([*REFERENCES, *self.methods]))
 
     def budget(self) -> dict:
-        """What must be equal across compared methods."""
-        return {
+        """What must be equal across compared methods (a released teacher's sha256 only when there
+        is one, so the hashes of studies that train their teacher are what they always were)."""
+        budget = {
             "dataset": self.dataset,
             "split_seed": self.split_seed,
             "val_fraction": self.val_fraction,
@@ -128,6 +133,9 @@ class Study:
             "options": self.options,
             "concurrency": self.max_concurrent,
         }
+        if self.teacher_weights is not None:
+            budget["teacher_sha256"] = self.teacher_sha256
+        return budget
 
     def budget_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.budget(), sort_keys=True).encode()).hexdigest()[:16]

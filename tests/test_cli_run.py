@@ -21,6 +21,7 @@ from audit.cli import main
         (["--method", "kd", "--seeds", "-1"], "--seeds must be a positive integer"),
         (["--method", "kd", "--epochs", "x"], "--epochs must be a positive integer"),
         (["--method", "kd", "--backend", "spark"], "unknown backend 'spark'; allowed: local, ray"),
+        (["--method", "kd", "--augment", "mixup"], "unknown augmentation policy 'mixup'; allowed:"),
         (["--method", "kd", "--dataset", "cifar10", "--data-dir", "/nonexistent/dir"], "is not a readable folder"),
         (["--method", "kd", "--dataset", "cifar10"], "needs --data-dir"),
         ([], "give at least one --method"),

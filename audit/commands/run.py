@@ -27,9 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
     p.add_argument("--seeds", type=positive("--seeds"), default=5, help="confirmation seeds (default 5)")
     p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 8)")
+    p.add_argument("--augment", default=None, metavar="POLICY",
+                   help="augmentation policy of every run: strength (default: the searched strength alone), standard "
+                        "(crop with padding and flip), autoaugment-cifar10, or steps joined by '+', e.g. standard+strength")
     p.add_argument("--dataset", default="digits", help="data set (default digits, embedded)")
     p.add_argument("--teacher", default="resnet20", help="teacher architecture (default resnet20)")
     p.add_argument("--student", default="resnet8", help="student architecture (default resnet8)")
+    p.add_argument("--teacher-weights", default=None, type=Path, metavar="PATH",
+                   help="use this released teacher instead of training one: a teacher-cache entry (.safetensors, "
+                        "from `audit teachers import`) or any checkpoint it imports; part of the budget")
     p.add_argument("--backend", default="ray", help="ray (default) or local")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: SQLite file in the study folder)")
     p.add_argument("--out", default="reports", type=Path, help="folder for study folders (default reports)")
@@ -99,6 +105,8 @@ def study_from_args(args: argparse.Namespace) -> Study:
                 setattr(study, flag, getattr(args, flag))
         if args.stale_after is not None:
             study.stale_after_min = args.stale_after
+        if args.teacher_weights is not None:
+            study.teacher_weights, study.teacher_sha256 = str(args.teacher_weights), None
         return _with_speed_flags(study, args)
     if not args.method:
         raise AuditError("give at least one --method (see `audit methods`)")
@@ -109,11 +117,13 @@ def study_from_args(args: argparse.Namespace) -> Study:
         backend=args.backend, storage=args.storage, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
         max_failures=args.max_failures, options=_options(args), paper_protocol=args.paper_protocol,
+        teacher_weights=str(args.teacher_weights) if args.teacher_weights is not None else None,
     )
     if args.stale_after is not None:
         kwargs["stale_after_min"] = args.stale_after
-    if args.epochs is not None:
-        kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
+    recipe_changes = {k: v for k, v in (("epochs", args.epochs), ("augment", args.augment)) if v is not None}
+    if recipe_changes:
+        kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, **recipe_changes)
     return _with_speed_flags(Study(**kwargs), args)
 
 

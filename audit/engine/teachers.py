@@ -54,7 +54,7 @@ def teacher_key(splits: Splits, arch: str, seed: int, recipe: Recipe, strength: 
     return f"{splits.info.name}-{arch}-s{seed}-{key}", ident
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -70,7 +70,7 @@ def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch:
         meta = json.loads(meta_path.read_text())
         if meta.get("ident") != ident:
             raise ValueError("its identity does not match the request")
-        if _sha256(weights) != meta.get("sha256"):
+        if sha256_file(weights) != meta.get("sha256"):
             raise ValueError("its weights do not match their recorded sha256")
         model = build_model(arch, in_channels=splits.info.shape[0], num_classes=splits.info.num_classes)
         model.load_state_dict(load_file(weights))
@@ -109,28 +109,36 @@ def get_teacher(
     )
     if result.status != "ok":
         raise AuditError(f"teacher {arch} failed to train: {result.reason}")
-    cache.mkdir(parents=True, exist_ok=True)
-    # Write to temporary names, then rename: a killed process never leaves a half-written entry.
-    tmp_w = weights.with_name(f".{weights.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp_w))
     meta = {
         "key": key,
         "ident": ident,
-        "sha256": _sha256(tmp_w),
         "val_acc": result.val_last,
         "test_acc": result.test_last,
         "epochs": result.epochs,
         "wall_s": result.wall_s,
         "accel": accel.label(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "torch": torch.__version__,
-        "host": platform.node(),
     }
+    meta = write_entry(cache, key, model, meta)
+    return Teacher(model.eval(), arch, meta, False)
+
+
+def write_entry(cache: Path, key: str, model: nn.Module, meta: dict) -> dict:
+    """Write ``<key>.safetensors`` (the weights) and ``<key>.json`` (``meta`` with the weights'
+    sha256, the time, torch's version and the host) into ``cache``; returns the full meta.
+
+    Written under temporary names, then renamed: a killed process never leaves a half-written entry.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    weights, meta_path = cache / f"{key}.safetensors", cache / f"{key}.json"
+    tmp_w = weights.with_name(f".{weights.name}.tmp{os.getpid()}")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp_w))
+    meta = {**meta, "sha256": sha256_file(tmp_w), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "torch": torch.__version__, "host": platform.node()}
     tmp_m = meta_path.with_name(f".{meta_path.name}.tmp{os.getpid()}")
     tmp_m.write_text(json.dumps(meta, indent=2))
     os.replace(tmp_w, weights)
     os.replace(tmp_m, meta_path)
-    return Teacher(model.eval(), arch, meta, False)
+    return meta
 
 
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:

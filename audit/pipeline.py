@@ -105,7 +105,7 @@ def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progr
     for w in warnings:
         progress.warning(w)
     folder.write_atomic(study_dir / "budget_warnings.txt", "".join(w + "\n" for w in warnings))
-    results = folder.write_tables(study_dir)
+    results = folder.write_tables(study_dir, study.all_methods)
     summary = summarise(results, study.all_methods)
     folder.write_atomic(study_dir / "summary.csv", summary.to_csv(index=False))
     folder.write_json(study_dir, "timings.json", timings)

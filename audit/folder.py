@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 import tomllib
 import uuid
@@ -73,6 +74,29 @@ def create(study: Study, out: Path, spaces: Mapping[str, Mapping[str, BaseDistri
     return study_dir
 
 
+def check_writable(path: Path, what: str) -> None:
+    """Fail now, with one line, when ``path`` (a folder, made later if missing) could not be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AuditError(f"{what} {str(path)!r} is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AuditError(f"{what} {str(path)!r} cannot be made: {str(existing)!r} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".kd-audit-probe-", dir=existing))
+    except OSError as exc:
+        raise AuditError(f"{what} {str(path)!r} cannot be written: {exc.strerror or exc} (in {str(existing)!r})") from None
+
+
+def check_new(study: Study, out: Path) -> None:
+    """The checks of ``create`` made before any work: ``out`` can be written and holds no such study."""
+    check_writable(out, "--out")
+    if (Path(out) / study.name).exists():
+        raise AuditError(f"study folder {str(Path(out) / study.name)!r} exists; choose another --name (or resume it)")
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write next to the target, then rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -119,7 +143,7 @@ def torn_lines(study_dir: Path) -> int:
 
 def note_repair(study_dir: Path, repair: dict) -> None:
     """Keep what a resume found damaged and how it was mended (``repairs.json``, for the report)."""
-    write_json(study_dir, REPAIRS, [*read_repairs(study_dir), {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **repair}])
+    write_json(study_dir, REPAIRS, [*read_repairs(study_dir), {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), **repair}])
 
 
 def read_repairs(study_dir: Path) -> list[dict]:

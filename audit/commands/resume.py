@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         study.stale_after_min = args.stale_after
     check_budget_unchanged(study, study_dir, allow_unequal=args.allow_unequal_budgets)
     paths = pipeline.Paths(out=study_dir.parent, data_dir=args.data_dir, cache_dir=args.cache_dir)
-    splits = pipeline.prepare(study, paths)
+    splits = pipeline.prepare(study, paths, new=False)
     mended = mend(study, study_dir)
     reconcile(study, study_dir)
     progress = ConsoleProgress(console, study)

@@ -109,8 +109,9 @@ def ray_log(study_dir: Path) -> Iterator[None]:
     ray_logger.addHandler(handler)
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(study_dir / RAY_LOG, "ab", buffering=0) as f:
-        os.dup2(f.fileno(), 2)
+    log = os.open(study_dir / RAY_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
     try:
         yield
     finally:
@@ -136,6 +137,17 @@ def _check_answers(address: str, timeout_s: float = 5.0) -> None:
             f"cannot join the Ray cluster at {address!r}: nothing answers there ({reason}); "
             "give the head node's address as printed by `ray start --head` (host:6379) or auto"
         ) from None
+
+
+def concurrency(study: Study) -> int:
+    """How many trials run at once: one on the local backend; on Ray what fits (the cluster's room
+    once joined, else this machine's), capped by --max-concurrent."""
+    if study.backend == "local":
+        return 1
+    import ray
+
+    fits = default_concurrency(study) if ray.is_initialized() else max(1, int((os.cpu_count() or 1) // study.cpus_per_trial))
+    return min(fits, study.max_concurrent or fits)
 
 
 def default_concurrency(study: Study) -> int:

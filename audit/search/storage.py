@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from audit.errors import AuditError
+from audit.errors import AuditError, io_problem
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -60,7 +60,8 @@ def open_storage(storage: str | None, study_dir: Path) -> optuna.storages.BaseSt
 
 
 def _storage_error(url: str, exc: Exception) -> str:
-    return f"cannot open Optuna storage {redact(url)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    cause = io_problem(exc) or f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    return f"cannot open Optuna storage {redact(url)!r}: {cause}"
 
 
 def study_name(study: str, method: str) -> str:

@@ -54,7 +54,8 @@ LIMIT_S = 7 * 24 * 3600.0  # a study estimated to run longer than a week on this
 @dataclass(frozen=True)
 class Estimate:
     """The study's training work and how long this machine (or cluster) takes for it, from the
-    measured cost of one training image of its pair (``audit.engine.cost``)."""
+    measured cost of one training image of its pair (``audit.engine.cost``). A lower bound of the
+    wall time: evaluation, start-up and scheduling come on top (README, "Reliability")."""
 
     images: int  # student training images: every method's search trials and confirmation runs
     teacher_images: int  # images to train the teachers not in the cache yet
@@ -69,7 +70,7 @@ class Estimate:
     def line(self) -> str:
         teacher = f" + {self.teacher_images:,} to train the teacher" if self.teacher_images else ""
         return (f"compute estimate: {self.images:,} training images{teacher}, at {1 / self.per_image_s:,.0f} images/s "
-                f"measured for one trial, {self.concurrency} at once: about {duration(self.seconds)}")
+                f"measured for one trial, {self.concurrency} at once: training alone about {duration(self.seconds)}")
 
 
 def estimate(*, methods: int, trials: int, seeds: int, epochs: int, train_images: int, per_image_s: float,
@@ -84,7 +85,7 @@ def estimate(*, methods: int, trials: int, seeds: int, epochs: int, train_images
 def check_limit(est: Estimate, *, force: bool, limit_s: float = LIMIT_S) -> None:
     """Refuse a study beyond what a user can mean, unless forced."""
     if est.seconds > limit_s and not force:
-        raise AuditError(f"this study would take about {duration(est.seconds)} on this hardware ({est.images:,} training "
+        raise AuditError(f"this study's training alone would take about {duration(est.seconds)} on this hardware ({est.images:,} training "
                          f"images at {1 / est.per_image_s:,.0f} images/s, {est.concurrency} at once), more than the "
                          f"{duration(limit_s)} limit: lower --trials, --seeds or --epochs, or pass --force to run it anyway")
 

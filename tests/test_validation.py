@@ -91,7 +91,7 @@ def test_a_bad_numeric_flag_is_one_line(tmp_path, capsys, flags, message):
 def test_a_study_beyond_the_limit_is_refused_from_its_estimate_unless_forced(tmp_path, capsys, teacher_cache, flag, value):
     err = _refused(capsys, ["run", "--method", "kd", "--backend", "local", flag, value, "--out", str(tmp_path / "out"),
                             "--cache-dir", str(teacher_cache)], tmp_path / "out")
-    assert "this study would take about" in err and "more than the 7.0 days limit" in err and "--force" in err
+    assert "this study's training alone would take about" in err and "more than the 7.0 days limit" in err and "--force" in err
 
 
 def test_the_estimate_counts_every_training_image():
@@ -100,7 +100,7 @@ def test_the_estimate_counts_every_training_image():
     assert est.images == 3 * 55 * 8 * 1437
     assert est.seconds == pytest.approx(3 * 55 * 8 * 1437 / 2000 / 2 + 30 * 1437 / 1000)
     assert est.line() == ("compute estimate: 1,896,840 training images + 43,110 to train the teacher, at 2,000 images/s "
-                          "measured for one trial, 2 at once: about 8.6 min")
+                          "measured for one trial, 2 at once: training alone about 8.6 min")
     check_limit(est, force=False)  # minutes: fine
     huge = Estimate(10**12, 0, 1 / 2000, 0.0, 1)
     with pytest.raises(AuditError, match="more than the 7.0 days limit"):

@@ -68,6 +68,8 @@ def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch:
         return None
     try:
         meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("its provenance file holds no JSON object")
         if meta.get("ident") != ident:
             raise ValueError("its identity does not match the request")
         if sha256_file(weights) != meta.get("sha256"):
@@ -78,6 +80,16 @@ def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch:
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         print(f"teacher cache entry {weights.name} is unusable ({exc}); retraining")
         return None
+
+
+def entry(splits: Splits, arch: str, *, seed: int = 0, recipe: Recipe = TEACHER_RECIPE, strength: float = TEACHER_STRENGTH,
+          cache_dir: Path | None = None, accel: Accel = Accel()) -> tuple[Path, Path, str, dict]:
+    """(weights file, provenance file, key, identity) of a teacher's cache entry; ``accel`` as it acts on the device."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key, ident = teacher_key(splits, arch, seed, recipe, strength)
+    if accel.bf16:  # the one speed setting that changes the weights enough to be a different teacher
+        key, ident = f"{key}-bf16", {**ident, "bf16": True}
+    return cache / f"{key}.safetensors", cache / f"{key}.json", key, ident
 
 
 def get_teacher(
@@ -91,13 +103,11 @@ def get_teacher(
     accel: Accel = Accel(),
 ) -> Teacher:
     """The cached teacher or a freshly trained one (trained on the train split, never on val or test)."""
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     device = splits.train.x.device
     accel = accel.on(device)
-    key, ident = teacher_key(splits, arch, seed, recipe, strength)
-    if accel.bf16:  # the one speed setting that changes the weights enough to be a different teacher
-        key, ident = f"{key}-bf16", {**ident, "bf16": True}
-    weights, meta_path = cache / f"{key}.safetensors", cache / f"{key}.json"
+    weights, meta_path, key, ident = entry(splits, arch, seed=seed, recipe=recipe, strength=strength,
+                                           cache_dir=cache_dir, accel=accel)
+    cache = weights.parent
     loaded = _try_load(weights, meta_path, ident, splits, arch)
     if loaded is not None:
         model, meta = loaded

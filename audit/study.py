@@ -253,6 +253,7 @@ _RECIPE = {
     "milestones": (lambda v: isinstance(v, (list, tuple)) and all(_num(m) and 0 < m < 1 for m in v)
                    and list(v) == sorted(set(v)), "increasing fractions of the epochs, each between 0 and 1"),
     "gamma": (lambda v: _num(v) and 0 < v <= 1, "a number > 0 and <= 1"),
+    "augment": (lambda v: isinstance(v, str) and bool(v), "an augmentation policy: steps joined by '+' (README, Augmentation)"),
 }
 _ACCEL = {
     **{k: (lambda v: isinstance(v, bool), "true or false") for k in ("channels_last", "bf16", "compile", "teacher_cache")},

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=_option_dest(method, option.name), action="append" if many else "store",
                        default=None, help=option.help)
     p.add_argument("--paper-protocol", action="store_true", help="give extra stages (takd, ab, ft, fsp) their own full budget; reported as more compute")
+    p.add_argument("--margin", type=float, default=None, metavar="M",
+                   help="equivalence margin of the claim verdicts in accuracy points, fixed before any run (default 0.5)")
+    p.add_argument("--alpha", type=float, default=None, metavar="A", help="level of each test, fixed before any run (default 0.05)")
     speed = p.add_argument_group("speed settings (not part of the budget; a study file's [accel] unless given here)")
     for flag, what in SPEED_FLAGS.items():
         speed.add_argument(f"--{flag.replace('_', '-')}", dest=f"accel_{flag}", action=argparse.BooleanOptionalAction, default=None, help=what)
@@ -99,7 +102,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
                 setattr(study, flag, getattr(args, flag))
         if args.stale_after is not None:
             study.stale_after_min = args.stale_after
-        return _with_speed_flags(study, args)
+        return _with_statistics(_with_speed_flags(study, args), args)
     if not args.method:
         raise AuditError("give at least one --method (see `audit methods`)")
     name = args.name or f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -114,7 +117,13 @@ def study_from_args(args: argparse.Namespace) -> Study:
         kwargs["stale_after_min"] = args.stale_after
     if args.epochs is not None:
         kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
-    return _with_speed_flags(Study(**kwargs), args)
+    return _with_statistics(_with_speed_flags(Study(**kwargs), args), args)
+
+
+def _with_statistics(study: Study, args: argparse.Namespace) -> Study:
+    """--margin and --alpha over the study file's: validated by a fresh Study, as a file's are."""
+    given = {k: getattr(args, k, None) for k in ("margin", "alpha") if getattr(args, k, None) is not None}
+    return dataclasses.replace(study, **given) if given else study
 
 
 def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: ANN001

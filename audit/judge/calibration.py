@@ -79,26 +79,52 @@ def grid(kinds: tuple[str, ...] = KINDS) -> list[tuple[str, int, int, float]]:
     return out
 
 
-def _table(shortfall: float, audits: int) -> str:
-    lines = ["| claim | k | n | spread | NOT REPRODUCED, true claim | coverage, true claim | "
-             f"NOT REPRODUCED at the margin | power, shortfall {shortfall:g} (measured / exact) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def measure(shortfall: float = 1.0, audits: int = 4000) -> list[dict]:
+    """Every cell of the grid: under a true claim, at the margin, and under a true shortfall."""
+    rows = []
     for i, (kind, k, n, s) in enumerate(grid()):
         true = simulate(kind, k, n, s, 0.0, audits=audits, seed=3 * i)
         edge = simulate(kind, k, n, s, -DEFAULT_MARGIN, audits=audits, seed=3 * i + 1)
         short = simulate(kind, k, n, s, -shortfall, audits=audits, seed=3 * i + 2)
-        lines.append(f"| {kind} | {k} | {n} | {s:g} | {true.not_reproduced:.3f} | {true.coverage:.3f} | "
-                     f"{edge.not_reproduced:.3f} | {short.not_reproduced:.3f} / "
-                     f"{short.predicted['NOT REPRODUCED']:.3f} |")
+        rows.append({"kind": kind, "k": k, "n": n, "sigma": s, "nr_true": true.not_reproduced,
+                     "cover_true": true.coverage, "nr_edge": edge.not_reproduced, "power": short.not_reproduced,
+                     "power_exact": short.predicted["NOT REPRODUCED"]})
+    return rows
+
+
+def full_table(rows: list[dict], shortfall: float) -> str:
+    lines = ["| claim | k | n | spread | NOT REPRODUCED, true claim | coverage, true claim | "
+             f"NOT REPRODUCED at the margin | power, shortfall {shortfall:g} (measured / exact) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['kind']} | {r['k']} | {r['n']} | {r['sigma']:g} | {r['nr_true']:.3f} | {r['cover_true']:.3f} | "
+              f"{r['nr_edge']:.3f} | {r['power']:.3f} / {r['power_exact']:.3f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def summary_table(rows: list[dict], shortfall: float) -> str:
+    """One line per kind of claim and k: the worst and the range over n and spread, and the power at
+    spread 0.5 for each n."""
+    lines = ["| claim | k | NOT REPRODUCED, true claim (max) | coverage, true claim (min-max) | "
+             f"NOT REPRODUCED at the margin (min-max) | power, shortfall {shortfall:g}, spread 0.5: n = 3 / 5 / 10 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, k in dict.fromkeys((r["kind"], r["k"]) for r in rows):
+        cell = [r for r in rows if (r["kind"], r["k"]) == (kind, k)]
+        power = " / ".join(f"{r['power']:.2f}" for r in cell if r["sigma"] == 0.5)
+        lines.append(f"| {kind} | {k} | {max(r['nr_true'] for r in cell):.3f} | "
+                     f"{min(r['cover_true'] for r in cell):.3f}-{max(r['cover_true'] for r in cell):.3f} | "
+                     f"{min(r['nr_edge'] for r in cell):.3f}-{max(r['nr_edge'] for r in cell):.3f} | {power} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Print the calibration table of the absolute verdicts (Markdown).")
+    parser = argparse.ArgumentParser(description="Print the calibration tables of the absolute verdicts (Markdown).")
     parser.add_argument("--audits", type=int, default=4000, help="simulated audits per cell (default 4000)")
     parser.add_argument("--shortfall", type=float, default=1.0, help="true shortfall of the power column (points)")
     args = parser.parse_args(argv)
-    print(_table(args.shortfall, args.audits))
+    rows = measure(args.shortfall, args.audits)
+    print(summary_table(rows, args.shortfall))
+    print()
+    print(full_table(rows, args.shortfall))
 
 
 if __name__ == "__main__":

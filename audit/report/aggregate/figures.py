@@ -52,22 +52,31 @@ def improvement(panels: Mapping[str, Mapping[str, Interval]], order: Sequence[st
 
 
 def profiles(taus: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-             colour: Mapping[str, str], xlabel: str) -> Figure:
+             colour: Mapping[str, str], xlabel: str, zoom: tuple[float, float]) -> Figure:
     """Performance profiles: the share of runs (averaged over tasks) scoring above each threshold,
-    with stratified bootstrap bands; a curve above another everywhere dominates it."""
+    on the left over the whole range, on the right zoomed on ``zoom`` (where most runs lie), with
+    stratified bootstrap bands when few enough methods leave them readable."""
     marker = markers(list(curves))
+    bands = len(curves) <= 8
     with style():
-        fig, (ax,) = _new(9.0, 5.0)
+        fig, axes = _new(12.0, 5.0, ncols=2, sharey=True)
         every = max(1, len(taus) // 8)
-        for m, (point, lo, hi) in curves.items():
-            ax.plot(taus, point, color=colour[m], marker=marker[m], ms=4, markevery=every, label=short(m))
-            ax.fill_between(taus, lo, hi, color=colour[m], alpha=0.08, lw=0)
-        ax.axvline(0.0, color="#555555", ls=":", lw=1)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("share of runs scoring above tau (0-1)")
-        ax.set_title("Performance profiles (score distributions over tasks)")
+        for ax in axes:
+            for m, (point, lo, hi) in curves.items():
+                ax.plot(taus, point, color=colour[m], marker=marker[m], ms=4, markevery=every, label=short(m),
+                        drawstyle="steps-post")
+                if bands:
+                    ax.fill_between(taus, lo, hi, color=colour[m], alpha=0.08, lw=0, step="post")
+            ax.axvline(0.0, color="#555555", ls=":", lw=1)
+            ax.set_xlabel(xlabel)
+        axes[0].set_ylim(-0.02, 1.02)
+        axes[1].set_xlim(*zoom)
+        axes[0].set_ylabel("share of runs scoring above tau (0-1)")
+        axes[0].set_title("whole range")
+        axes[1].set_title("zoomed on most runs")
+        fig.suptitle("Performance profiles (score distributions over tasks)"
+                     + ("" if bands else "; bands in the table's CSV"), fontweight="bold")
         if curves:
-            fig.legend(*ax.get_legend_handles_labels(), title="method", loc="outside right upper", fontsize=8,
+            fig.legend(*axes[0].get_legend_handles_labels(), title="method", loc="outside right upper", fontsize=8,
                        ncol=_legend_columns(len(curves)))
     return fig

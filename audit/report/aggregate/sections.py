@@ -88,7 +88,8 @@ def verdict_section(tasks: list[Task], numbers: list[MethodNumbers], opts: Optio
     for n in numbers:
         if n.method == BASELINE:
             continue
-        per_task = "; ".join(f"{name} {fmt(g.gain, '+.2f')}" for name, g in n.across[BASELINE].tasks.items())
+        gains = {name: g.gain for name, g in n.across[BASELINE].tasks.items()}
+        per_task = " / ".join(fmt(gains.get(t.name), "+.2f") for t in tasks)
         missing = n.across[BASELINE].missing
         rows.append([n.method, f"{len(n.across[BASELINE].tasks) - len(missing)} of {len(tasks)}",
                      per_task or "—", _interval(n.iqm[BASELINE]), _interval(n.poi[BASELINE], ".2f"),
@@ -106,7 +107,8 @@ def verdict_section(tasks: list[Task], numbers: list[MethodNumbers], opts: Optio
                       **{f"p_adjusted_{r}": "/".join(f"{x:.4g}" for x in n.p_adj[r]) for r in n.p_adj},
                       **{f"verdict_{r}": n.verdict[r] for r in n.verdict},
                       "alpha": opts.alpha, "margin": opts.margin})
-    sec.table(Table(["method", "tasks", f"gain over {BASELINE} per task (points)", f"IQM of the {opts.score(BASELINE)} [CI]",
+    sec.table(Table(["method", "tasks", f"gain over {BASELINE} (points): {' / '.join(t.name for t in tasks)}",
+                     f"IQM of the {opts.score(BASELINE)} [CI]",
                      f"P(> {BASELINE}) [CI]", f"P(> {CLASSICAL}) [CI]", "p adjusted (generalises / not on every task)",
                      f"verdict vs {BASELINE}", f"vs {CLASSICAL}", "judged at"],
                     rows, "verdicts_across.csv", pd.DataFrame(frame), classes, "verdict-table",
@@ -152,13 +154,16 @@ def profiles_section(tasks: list[Task], methods: list[str], colour: dict[str, st
     if opts.normalise:
         values = np.concatenate([(x.runs - x.ref.mean()) / (x.teacher - x.ref.mean())
                                  for p in pairs.values() for x in p.values() if x.runs.size])
-    taus = np.linspace(float(values.min()) - 0.05, float(values.max()) + 0.05, 60)
+    taus = np.linspace(float(values.min()) - 0.05, float(values.max()) + 0.05, 200)
+    # most runs: from a little below the lower quartile of every score to the best one
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    zoom = (max(float(values.min()), float(q1 - 1.5 * (q3 - q1))) - 0.05, float(values.max()) + 0.05)
     curves = {m: profile(p, taus, normalise=opts.normalise, alpha=opts.alpha) for m, p in pairs.items()}
     sec.figure("performance_profiles", "Performance profiles",
                f"The share of runs whose {opts.score(BASELINE)} exceeds tau, averaged "
                "over tasks, with stratified bootstrap bands: a curve that stays above another dominates it; right of "
                "the dotted line a run beats the baseline's mean.",
-               lambda: agg_figures.profiles(taus, curves, colour, f"tau: {opts.score(BASELINE)}"))
+               lambda: agg_figures.profiles(taus, curves, colour, f"tau: {opts.score(BASELINE)}", zoom))
     frame = pd.DataFrame([{"method": m, "tau": t, "share": c[0][i], "low": c[1][i], "high": c[2][i]}
                           for m, c in curves.items() for i, t in enumerate(taus)])
     half = 0.5  # half a point, or half the way to the teacher when normalised

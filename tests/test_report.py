@@ -263,7 +263,7 @@ def test_published_claims_are_judged(study: Path, tmp_path: Path) -> None:
     assert kd.claimed_std == pytest.approx(0.1) and "the mean of 5 runs" in kd.model
     # beside every verdict: the margin it was judged at, fixed in study.toml before the runs
     assert (table.margin == 0.5).all() and (table.margin_preregistered == 0.5).all()
-    assert html.count("±0.5 points, alpha 0.05 (pre-registered)") == 2
+    assert html.count("±0.5 points, alpha 0.05 (pre-registered)") == 3  # the two claims' rows, the provenance's line
     # the claimed gain over nokd (99.9 - 97.9) sits next to the measured one
     rel = pd.read_csv(copy / "tables" / "verdicts_relative.csv")
     assert rel.claimed_gain.iloc[0] == pytest.approx(2.0)

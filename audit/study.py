@@ -2,6 +2,8 @@
 
 The budget part (data set, split, architectures, trials, seeds, recipe, the methods' own
 options) is what must be equal for methods to be compared; its hash is stored with every study.
+The statistics settings (the verdicts' equivalence margin and level) are fixed here too, before
+any run, so that a report made with other values can say so; they are not part of the budget.
 A method's own options (``[options.<method>]`` in a study file) are resolved by the method and
 passed through the engine unopened.
 """
@@ -22,6 +24,8 @@ from audit.engine.datasets import dataset_names
 from audit.engine.models import model_names
 from audit.engine.train import SCHEDULES, Accel, Recipe
 from audit.errors import AuditError, unknown
+from audit.judge.checks import check_level, check_margin
+from audit.judge.claim import DEFAULT_ALPHA, DEFAULT_MARGIN
 from audit.search.storage import redact
 from methods import canonical_name, get_method
 from methods.catalogue import REFERENCES, cards
@@ -57,6 +61,8 @@ class Study:
     address: str | None = None
     stale_after_min: float = 30.0  # another driver's trial silent this long is taken as dead (shared storage)
     accel: Accel = Accel()  # speed settings: not part of the budget, recorded with every run
+    margin: float = DEFAULT_MARGIN  # pre-registered equivalence margin of the claim verdicts (points)
+    alpha: float = DEFAULT_ALPHA  # pre-registered level of each test
     # A released teacher (a teacher-cache entry, audit.engine.teacher_import) used instead of
     # training one; its weights' sha256 is part of the budget: another teacher, another budget.
     teacher_weights: str | None = None
@@ -96,6 +102,8 @@ class Study:
             raise AuditError(f"--stale-after must be a positive number of minutes, got {self.stale_after_min}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise AuditError(f"--max-concurrent must be a positive integer, got {self.max_concurrent}")
+        check_margin(self.margin)
+        check_level(self.alpha)
 
     def _resolved_options(self) -> dict[str, dict]:
         """Each method's options with its own defaults, for the methods of this study only."""

@@ -253,14 +253,17 @@ def test_published_claims_are_judged(study: Path, tmp_path: Path) -> None:
     # last epoch: the verdict is judge_claim's on the last-epoch test accuracies, then adjusted
     # for the report's three tests (with two runs, one degree of freedom, it may not survive)
     last = [r["test_acc_last"] for r in curves if r["phase"] == "confirm" and r["method"] == "nokd"]
-    expected = judge_claim(10.0, last)
-    assert nokd.n == 2 and nokd["mean"] == pytest.approx(np.mean(last))
-    assert nokd["diff"] == pytest.approx(nokd["mean"] - 10.0)
+    expected = judge_claim(10.0, last)  # a single run (no number of runs stated) with our seed spread
+    assert nokd.n_last == 2 and nokd.mean_last == pytest.approx(np.mean(last)) and pd.isna(nokd.mean_best)
+    assert nokd.diff_last == pytest.approx(nokd.mean_last - 10.0) and nokd.model == expected.model
     assert nokd.verdict_unadjusted == expected.verdict and nokd.p_adjusted >= nokd.p
     assert nokd.verdict == (expected.verdict if nokd.p_adjusted < 0.05 else "INCONCLUSIVE")
     # best epoch on test: each run's best epoch, the one the paper's rule would have picked
-    assert kd["mean"] == pytest.approx(np.mean([98.9, 98.8]))
-    assert kd.claimed_std == pytest.approx(0.1)
+    assert kd.mean_best == pytest.approx(np.mean([98.9, 98.8])) and pd.isna(kd.mean_last)
+    assert kd.claimed_std == pytest.approx(0.1) and "the mean of 5 runs" in kd.model
+    # beside every verdict: the margin it was judged at, fixed in study.toml before the runs
+    assert (table.margin == 0.5).all() and (table.margin_preregistered == 0.5).all()
+    assert html.count("±0.5 points, alpha 0.05 (pre-registered)") == 3  # the two claims' rows, the provenance's line
     # the claimed gain over nokd (99.9 - 97.9) sits next to the measured one
     rel = pd.read_csv(copy / "tables" / "verdicts_relative.csv")
     assert rel.claimed_gain.iloc[0] == pytest.approx(2.0)

@@ -14,13 +14,16 @@ from scipy import stats as st
 from audit.errors import AuditError
 from audit.judge import claim
 from audit.judge.aggregate import aggregate_iqm
-from audit.judge.claim import DEFAULT_MARGIN, judge_claim, power_shortfall
+from audit.judge.claim import DEFAULT_MARGIN, judge_batch, judge_claim
+from audit.judge.claim_model import ClaimModel
+from audit.judge.claim_power import TARGET_POWER, power_shortfall, runs_needed
 from audit.judge.multiple import adjust_pvalues
 from audit.judge.relative import compare_methods, hedges_g
 
 B = 4000  # simulated audits per check
 ALPHA = 0.05
 CLAIM, SD, N = 73.0, 0.3, 5
+EXACT = ClaimModel(noise="exact")
 
 
 def sim_se(p: float, b: int = B) -> float:
@@ -29,24 +32,24 @@ def sim_se(p: float, b: int = B) -> float:
 
 def simulate(true_diff: float, *, n: int = N, sd: float = SD, claim_k: int | None = None,
              claim_sd: float = SD, seed: int = 0):
-    """B audits: n reproduced runs around claim + true_diff. With ``claim_k`` the claim is itself
-    the mean (and std) of k runs drawn around CLAIM, judged by Welch from summary statistics."""
+    """B audits: n reproduced runs around claim + true_diff. Without ``claim_k`` the claim is a
+    constant judged as exact; with it, the mean (and std) of k runs drawn around CLAIM, judged
+    with the spread they share with ours."""
     rng = np.random.default_rng(seed)
     runs = rng.normal(CLAIM + true_diff, sd, size=(B, n))
     if claim_k is None:
-        claimed, cstd = CLAIM, None
-    else:
-        paper_runs = rng.normal(CLAIM, claim_sd, size=(B, claim_k))
-        claimed, cstd = paper_runs.mean(axis=1), paper_runs.std(axis=1, ddof=1)
-    mean, std, diff, se, df = claim._moments(runs, claimed, cstd, claim_k)
-    return runs, claimed, cstd, claim._decide(diff, se, df, DEFAULT_MARGIN, ALPHA)
+        return runs, CLAIM, None, judge_batch(runs, CLAIM, EXACT, margin=DEFAULT_MARGIN, alpha=ALPHA)
+    paper_runs = rng.normal(CLAIM, claim_sd, size=(B, claim_k))
+    claimed, cstd = paper_runs.mean(axis=1), paper_runs.std(axis=1, ddof=1)
+    res = judge_batch(runs, claimed, ClaimModel("mean", claim_k), claimed_std=cstd, margin=DEFAULT_MARGIN, alpha=ALPHA)
+    return runs, claimed, cstd, res
 
 
 def test_vectorised_core_is_what_judge_claim_returns():
     runs, _, _, res = simulate(-0.4, n=4)
     for i in range(40):
-        v = judge_claim(CLAIM, runs[i])
-        assert v.verdict == claim._CODE[int(res["code"][i])]
+        v = judge_claim(CLAIM, runs[i], noise="exact")
+        assert v.verdict == claim.CODE[int(res["code"][i])]
         assert v.p_shortfall == pytest.approx(res["p_shortfall"][i])
         assert v.ci_low == pytest.approx(res["ci_low"][i])
 
@@ -60,8 +63,7 @@ def test_true_claim_is_rarely_not_reproduced(claim_k):
 
 @pytest.mark.parametrize("claim_k", [None, 5])
 def test_not_reproduced_rate_is_alpha_at_the_margin(claim_k):
-    # the least favourable true difference still inside H0: the test is exact (one-sample) or
-    # close to it (Welch-Satterthwaite), neither liberal
+    # the least favourable true difference still inside H0: the test is exact under the model
     _, _, _, res = simulate(-DEFAULT_MARGIN, claim_k=claim_k, seed=1)
     rate = np.mean(res["code"] == 2)
     assert rate <= ALPHA + 3 * sim_se(ALPHA)
@@ -88,47 +90,57 @@ def test_equivalence_rate_is_at_most_alpha_just_outside_the_margin():
 
 
 def test_power_increases_with_runs():
-    powers = [power_shortfall(1.0, n=k) for k in range(2, 31)]
+    powers = [power_shortfall(1.0, n=k, noise="exact") for k in range(2, 31)]
     assert all(b > a for a, b in zip(powers, powers[1:]))
     assert powers[-1] > 0.999
 
 
 def test_power_figure_for_readme_matches_simulation():
-    power = power_shortfall(shortfall=1.0, n=5, sd=0.3)
+    power = power_shortfall(shortfall=1.0, n=5, sd=0.3, noise="exact")
     assert power == pytest.approx(0.916, abs=0.001)
     _, _, _, res = simulate(-1.0, seed=5)
     assert abs(np.mean(res["code"] == 2) - power) <= 3 * sim_se(power)
 
 
 def test_power_below_the_margin_is_at_most_alpha():
-    assert power_shortfall(shortfall=DEFAULT_MARGIN) == pytest.approx(ALPHA)
-    assert power_shortfall(shortfall=0.0) < ALPHA
+    for noise in ("exact", "shared"):
+        assert power_shortfall(shortfall=DEFAULT_MARGIN, noise=noise) == pytest.approx(ALPHA)
+        assert power_shortfall(shortfall=0.0, noise=noise) < ALPHA
 
 
 @pytest.mark.parametrize("observed_diff", [-0.15, -0.8])
 def test_runs_needed_gives_the_promised_power(observed_diff):
-    need = claim._runs_needed(observed_diff, SD, DEFAULT_MARGIN, ALPHA, None, None)
+    need = runs_needed(observed_diff, SD, EXACT, margin=DEFAULT_MARGIN, alpha=ALPHA)
     assert need is not None and need > 2
     _, _, _, res = simulate(observed_diff, n=need, seed=6)
     decided = np.mean(res["code"] == (1 if abs(observed_diff) < DEFAULT_MARGIN else 2))
-    assert decided >= claim.TARGET_POWER - 3 * sim_se(claim.TARGET_POWER)
+    assert decided >= TARGET_POWER - 3 * sim_se(TARGET_POWER)
     _, _, _, res = simulate(observed_diff, n=need - 1, seed=7)  # and it is the smallest such n
-    assert np.mean(res["code"] != 0) < claim.TARGET_POWER + 3 * sim_se(claim.TARGET_POWER)
+    assert np.mean(res["code"] != 0) < TARGET_POWER + 3 * sim_se(TARGET_POWER)
 
 
-def test_welch_from_summary_statistics_matches_scipy():
+def test_welch_statistic_matches_scipy_with_hsu_degrees_of_freedom():
     runs = [72.1, 72.9, 72.4, 73.3, 72.6, 72.8]
-    v = judge_claim(73.4, runs, claimed_std=0.45, claimed_runs=4)
+    v = judge_claim(73.4, runs, claimed_std=0.45, claimed_runs=4, noise="welch")
     ref = st.ttest_ind_from_stats(np.mean(runs), np.std(runs, ddof=1), len(runs), 73.4, 0.45, 4,
                                   equal_var=False)
     assert v.diff / v.se == pytest.approx(ref.statistic)
-    assert v.p_difference == pytest.approx(ref.pvalue)
+    assert v.df == 3  # min(n, k) - 1, not Welch-Satterthwaite's estimate
+    assert v.p_difference == pytest.approx(2 * st.t.sf(abs(ref.statistic), 3))
     assert v.test.startswith("Welch")
+
+
+def test_shared_spread_with_a_stated_std_is_the_pooled_two_sample_t():
+    runs = [72.1, 72.9, 72.4, 73.3, 72.6, 72.8]
+    v = judge_claim(73.4, runs, claimed_std=0.45, claimed_runs=4)
+    ref = st.ttest_ind_from_stats(np.mean(runs), np.std(runs, ddof=1), len(runs), 73.4, 0.45, 4, equal_var=True)
+    assert v.diff / v.se == pytest.approx(ref.statistic) and v.df == 8
+    assert v.p_difference == pytest.approx(ref.pvalue)
 
 
 def test_one_sample_matches_scipy():
     runs = [72.1, 72.9, 72.4, 73.3, 72.6]
-    v = judge_claim(73.4, runs)
+    v = judge_claim(73.4, runs, noise="exact")
     ref = st.ttest_1samp(runs, 73.4)
     assert v.p_difference == pytest.approx(ref.pvalue)
     # the shortfall test is the one-sample test shifted by the margin
@@ -143,7 +155,7 @@ def test_one_sample_matches_scipy():
     ([72.5, 73.4, 72.8], "INCONCLUSIVE"),
 ])
 def test_verdicts_and_one_line_explanations(runs, verdict):
-    v = judge_claim(73.2, runs)
+    v = judge_claim(73.2, runs, noise="exact")
     assert v.verdict == verdict
     assert "\n" not in v.explanation
     assert v.explanation.lower().startswith(verdict.lower().split()[0])
@@ -197,14 +209,14 @@ def test_bad_input_is_one_clear_error(kwargs, message):
 
 def test_prob_improvement_of_identical_samples_is_one_half():
     x = [70.1, 70.5, 69.8, 70.2]
-    r = compare_methods(x, x, n_boot=500)
+    r = compare_methods(x, x)
     assert r.prob_improvement == 0.5 and r.gain == 0
 
 
 def test_prob_improvement_of_identical_distributions_is_near_one_half():
     rng = np.random.default_rng(8)
     a, b = rng.normal(70, 0.3, 150), rng.normal(70, 0.3, 150)
-    r = compare_methods(a, b, n_boot=1000)
+    r = compare_methods(a, b)
     se = math.sqrt((a.size + b.size + 1) / (12 * a.size * b.size))  # null sd of the AUC
     assert abs(r.prob_improvement - 0.5) < 3 * se
     assert r.prob_improvement_ci_low < 0.5 < r.prob_improvement_ci_high
@@ -219,7 +231,7 @@ def test_hedges_g_against_hand_computation():
 
 def test_compare_methods_welch_gain_and_claimed_gain():
     a, b = [73.1, 73.3, 72.9, 73.2, 73.0], [72.1, 72.3, 72.5, 72.2, 72.6]
-    r = compare_methods(a, b, claimed_gain=1.5, n_boot=1000)
+    r = compare_methods(a, b, claimed_gain=1.5)
     ref = st.ttest_ind(a, b, equal_var=False)
     assert r.p_two_sided == pytest.approx(ref.pvalue) and r.df == pytest.approx(ref.df)
     assert r.gain == pytest.approx(0.76)
@@ -227,7 +239,7 @@ def test_compare_methods_welch_gain_and_claimed_gain():
     assert r.claimed_gain_in_ci is False and r.p_below_claimed < 0.05
     assert r.prob_improvement == 1.0
     assert "outside" in r.explanation
-    assert compare_methods(a, b, claimed_gain=0.8, n_boot=1000).claimed_gain_in_ci is True
+    assert compare_methods(a, b, claimed_gain=0.8).claimed_gain_in_ci is True
 
 
 def test_compare_methods_needs_two_runs_each():
@@ -303,6 +315,6 @@ def test_registry_style_missing_values_mean_no_claimed_spread():
     import pandas as pd
 
     v = judge_claim(73.2, [73.1, 73.3, 72.9], claimed_std=float("nan"), claimed_runs=pd.NA)
-    assert v.claimed_std is None and v.claimed_runs is None and v.test.startswith("one-sample")
+    assert v.claimed_std is None and v.claimed_runs is None and v.noise == "shared" and "taken as 1" in v.model
     v = judge_claim(73.2, [73.1, 73.3, 72.9], claimed_std=None, claimed_runs=pd.array([5], dtype="Int64")[0])
     assert v.claimed_runs == 5 and isinstance(v.claimed_runs, int)

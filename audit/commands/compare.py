@@ -4,8 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 
 from audit.errors import AuditError
+
+# What a user types as a negative number or a list starting with one ("-0.5", "-1,72.3"): read as
+# a value, so that it gets the range error below rather than argparse's "expected one argument".
+_NEGATIVE = re.compile(r"^-\.?\d")
+STATISTICS = {"mean": "the mean of its runs (a single run when --claimed-runs is 1 or not given)",
+              "median": "the median of its runs", "best": "the best of its runs (seeds)"}
 
 
 def _number(text: str, what: str, allowed: str) -> float:
@@ -18,6 +25,13 @@ def _number(text: str, what: str, allowed: str) -> float:
     return value
 
 
+def _accuracy(text: str, what: str) -> float:
+    value = _number(text, what, "an accuracy in percent between 0 and 100")
+    if not 0 <= value <= 100:
+        raise AuditError(f"{what} must be an accuracy in percent between 0 and 100; got {text.strip()!r}")
+    return value
+
+
 def _runs(text: str) -> list[float]:
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or all(p == "" for p in parts):
@@ -26,12 +40,12 @@ def _runs(text: str) -> list[float]:
     for i, part in enumerate(parts, start=1):
         if part == "":
             raise AuditError(f"--runs has an empty entry at position {i}; give comma-separated accuracies, e.g. 73.1,72.8")
-        out.append(_number(part, f"--runs entry {i}", "a finite number (an accuracy in percent)"))
+        out.append(_accuracy(part, f"--runs entry {i}"))
     return out
 
 
 def _parse(args: argparse.Namespace) -> dict[str, object]:
-    claimed = _number(args.claimed, "--claimed", "a finite number (an accuracy in percent, e.g. 73.5)")
+    claimed = _accuracy(args.claimed, "--claimed")
     runs = _runs(args.runs)
     std = runs_k = None
     if args.claimed_std is not None:
@@ -53,11 +67,25 @@ def _parse(args: argparse.Namespace) -> dict[str, object]:
     alpha = _number(args.alpha, "--alpha", "a level between 0 and 0.5")
     if not 0 < alpha < 0.5:
         raise AuditError(f"--alpha must be a level between 0 and 0.5 (exclusive); got {args.alpha!r}")
-    # The margin is in points: accuracies given as fractions would make every claim "reproduced".
-    if all(0 <= v <= 1 for v in [claimed, *runs]):
+    # The margin is in points: accuracies given as fractions would make every claim "reproduced",
+    # and a percent claim against fraction runs a confident "not reproduced".
+    values = [claimed, *runs]
+    if all(v <= 1 for v in values):
         raise AuditError("accuracies look like fractions (all <= 1); give them in percent, e.g. 73.4, "
                          "since --margin is in accuracy points")
-    return dict(claimed=claimed, runs=runs, claimed_std=std, claimed_runs=runs_k, margin=margin, alpha=alpha)
+    if any(v <= 1 for v in values):
+        small = ", ".join(f"{v:g}" for v in values if v <= 1)
+        raise AuditError(f"accuracies mix percent and fractions ({small} look like fractions, the rest like percent); "
+                         f"give every accuracy in percent, e.g. 73.4 rather than 0.734")
+    if args.selection != "mean" and (runs_k is None or runs_k < 2):
+        raise AuditError(f"--selection {args.selection} needs --claimed-runs K with K >= 2 (the runs it was chosen from)")
+    if args.claim_noise == "welch" and std is None:
+        raise AuditError("--claim-noise welch needs --claimed-std and --claimed-runs (the claim's own spread)")
+    if args.claim_noise == "welch" and args.selection != "mean":
+        raise AuditError("--claim-noise welch judges a mean of runs; use the shared noise model for "
+                         f"--selection {args.selection}")
+    return dict(claimed=claimed, runs=runs, claimed_std=std, claimed_runs=runs_k, margin=margin, alpha=alpha,
+                statistic=args.selection, noise=args.claim_noise)
 
 
 def _show(v) -> None:
@@ -76,6 +104,8 @@ def _show(v) -> None:
         claim += f" ± {num(v.claimed_std)} ({v.claimed_runs} runs)"
     elif v.claimed_runs is not None:
         claim += f" ({v.claimed_runs} runs, no spread given)"
+    if v.statistic != "mean":
+        claim += f", the {v.statistic} of them"
     colour = {"REPRODUCED": "green", "NOT REPRODUCED": "red", "EXCEEDED": "cyan"}.get(v.verdict, "yellow")
     table = Table(title="Claim against reproduced runs", show_header=False)
     table.add_column("", style="bold")
@@ -84,8 +114,10 @@ def _show(v) -> None:
         ("verdict", f"[{colour}]{v.verdict}[/]"),
         ("claimed", claim),
         ("reproduced", f"{num(v.mean)} ± {num(v.std)} (n = {v.n})"),
-        ("difference", f"{num(v.diff, '+.2f')} points"),
+        ("difference", f"{num(v.raw_diff, '+.2f')} points" + (
+            f" (corrected for the claim's selection: {num(v.diff, '+.2f')})" if abs(v.diff - v.raw_diff) > 5e-3 else "")),
         (f"{v.ci_level:.0%} CI", f"{num(v.ci_low, '+.2f')} to {num(v.ci_high, '+.2f')}"),
+        ("claim modelled as", v.model),
         ("margin", f"±{v.margin:g} points (alpha {v.alpha:g})"),
         ("p equivalence (TOST)", p(v.p_equivalence)),
         ("p shortfall", p(v.p_shortfall)),
@@ -113,16 +145,26 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from audit.judge.claim import DEFAULT_MARGIN
+    from audit.judge.claim_model import NOISES
 
     p = subparsers.add_parser(
         "compare", help="judge a claimed accuracy against runs you already have",
         description="Judge a claimed accuracy against reproduced runs: REPRODUCED, NOT REPRODUCED, "
-                    "EXCEEDED or INCONCLUSIVE, with the number of runs that would decide it.")
+                    "EXCEEDED or INCONCLUSIVE, with the number of runs that would decide it. The claim is "
+                    "modelled as a statistic of its own runs, with the seed spread it shares with yours.")
+    if hasattr(p, "_negative_number_matcher"):  # argparse's own test for "is this a value"
+        p._negative_number_matcher = _NEGATIVE
     # Numbers are read as text and checked here, so every bad value gets one clear line.
-    p.add_argument("--claimed", required=True, metavar="X", help="the claimed accuracy, in percent")
+    p.add_argument("--claimed", required=True, metavar="X", help="the claimed accuracy, in percent (0-100)")
     p.add_argument("--claimed-std", metavar="S", help="the claim's std across its runs (needs --claimed-runs)")
-    p.add_argument("--claimed-runs", metavar="K", help="how many runs the claim averages")
-    p.add_argument("--runs", required=True, metavar="A,B,C", help="reproduced accuracies, comma-separated")
+    p.add_argument("--claimed-runs", metavar="K",
+                   help="how many runs the claim comes from (not given: taken as a single run, the noisiest case)")
+    p.add_argument("--selection", choices=list(STATISTICS), default="mean",
+                   help="the claim is " + "; ".join(f"{k}: {v}" for k, v in STATISTICS.items()) + " (default mean)")
+    p.add_argument("--claim-noise", choices=NOISES, default="shared",
+                   help="shared (default): the claim's runs have the seed spread of yours; welch: the claim's stated "
+                        "std kept apart; exact: the claimed number taken as a constant")
+    p.add_argument("--runs", required=True, metavar="A,B,C", help="reproduced accuracies in percent, comma-separated")
     p.add_argument("--margin", default=str(DEFAULT_MARGIN), metavar="M",
                    help=f"equivalence margin in accuracy points (default {DEFAULT_MARGIN})")
     p.add_argument("--alpha", default="0.05", metavar="A", help="level of each one-sided test (default 0.05)")

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=_option_dest(method, option.name), action="append" if many else "store",
                        default=None, help=option.help)
     p.add_argument("--paper-protocol", action="store_true", help="give extra stages (takd, ab, ft, fsp) their own full budget; reported as more compute")
+    p.add_argument("--margin", type=float, default=None, metavar="M",
+                   help="equivalence margin of the claim verdicts in accuracy points, fixed before any run (default 0.5)")
+    p.add_argument("--alpha", type=float, default=None, metavar="A", help="level of each test, fixed before any run (default 0.05)")
     p.add_argument("--force", action="store_true", help="run even when the compute estimate is beyond the limit (a week on this hardware)")
     speed = p.add_argument_group("speed settings (not part of the budget; a study file's [accel] unless given here)")
     for flag, what in SPEED_FLAGS.items():
@@ -107,7 +110,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
             study.stale_after_min = args.stale_after
         if args.teacher_weights is not None:
             study.teacher_weights, study.teacher_sha256 = str(args.teacher_weights), None
-        return _with_speed_flags(study, args)
+        return _with_statistics(_with_speed_flags(study, args), args)
     if not args.method:
         raise AuditError("give at least one --method (see `audit methods`)")
     name = args.name if args.name is not None else f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -124,7 +127,13 @@ def study_from_args(args: argparse.Namespace) -> Study:
     recipe_changes = {k: v for k, v in (("epochs", args.epochs), ("augment", args.augment)) if v is not None}
     if recipe_changes:
         kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, **recipe_changes)
-    return _with_speed_flags(Study(**kwargs), args)
+    return _with_statistics(_with_speed_flags(Study(**kwargs), args), args)
+
+
+def _with_statistics(study: Study, args: argparse.Namespace) -> Study:
+    """--margin and --alpha over the study file's: validated by a fresh Study, as a file's are."""
+    given = {k: getattr(args, k, None) for k in ("margin", "alpha") if getattr(args, k, None) is not None}
+    return dataclasses.replace(study, **given) if given else study
 
 
 def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: ANN001

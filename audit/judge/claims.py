@@ -7,9 +7,11 @@ normalised columns are appended:
 ``method_id``, ``teacher_id``, ``student_id``, ``dataset_id``
     our names; empty where the paper's name has no counterpart here.
 ``rule``
-    how the claimed number was selected: one of ``RULES``. A source that states no rule is
-    recorded as ``last_epoch`` (the only rule that does not peek at the test set, and the one the
-    CRD benchmark code uses) with ``rule_basis`` saying it was assumed.
+    how the claimed number was selected: one of ``RULES`` (``best_of_k_seeds``: the best of k
+    runs). A source that states no rule is recorded as ``last_epoch`` (the only rule that does not
+    peek at the test set, and the one the CRD benchmark code uses) with ``rule_basis`` saying it was
+    assumed; its verdict is then given under both last-epoch and best-epoch selection
+    (``audit.judge.published``).
 ``claimed_std``, ``claimed_runs``
     from the selection column (``mean_of_5``) or the notes (``single run``, ``± 0.2``).
 ``epochs``, ``third_party_reproduced``
@@ -48,7 +50,7 @@ _FLOAT_COLUMNS = ("claimed_top1", "teacher_top1", "baseline_student_top1", "clai
                   "third_party_reproduced")
 _INT_COLUMNS = ("claimed_runs", "epochs")
 
-RULES = ("last_epoch", "best_epoch_test", "mean_of_k", "median_of_k", "single_run")
+RULES = ("last_epoch", "best_epoch_test", "mean_of_k", "median_of_k", "best_of_k_seeds", "single_run")
 ASSUMED_RULE = "last_epoch"
 
 # A paper's method name means one of ours through the method catalogue's names and aliases (the
@@ -96,11 +98,15 @@ def _parse_rule(selection: str, notes: str) -> tuple[str, str, int | None]:
         rule, basis = sel, "stated"
     elif m := re.fullmatch(r"(mean|median)_of_(\d+)", sel):
         rule, basis, runs = f"{m.group(1)}_of_k", "stated", int(m.group(2))
+    elif m := re.fullmatch(r"best_of_(\d+)(?:_seeds|_runs)?", sel):
+        rule, basis, runs = "best_of_k_seeds", "stated", int(m.group(1))
     elif sel == "single_run":
         rule, basis, runs = "single_run", "stated", 1
     else:
         said = f"source says {selection!r}" if sel and sel != "unspecified" else "source states no rule"
         rule, basis = ASSUMED_RULE, f"assumed ({said})"
+        if m := re.search(r"\bbest of (\d+) (?:runs|seeds|trials)\b", notes.lower()):
+            rule, basis, runs = "best_of_k_seeds", "stated in the notes", int(m.group(1))
     if runs is None:
         text = notes.lower()
         if m := re.search(r"\b(?:mean|median|average) of (\d+)\b", text):
@@ -290,8 +296,8 @@ def reproduced_value(per_epoch_test_acc: Sequence[Sequence[float]], rule: str) -
 
     ``per_epoch_test_acc[i]`` is run i's test accuracy after every epoch. ``best_epoch_test``
     takes each run's best epoch (the test set picks it, as the paper did); every other rule
-    takes the last epoch. ``mean_of_k``/``median_of_k``/``single_run`` are then statistics over
-    these per-run values, which the verdict compares through their mean.
+    takes the last epoch. ``mean_of_k``/``median_of_k``/``best_of_k_seeds``/``single_run`` are
+    statistics of the claim's runs, which the verdict models (``audit.judge.claim_model``).
     """
     if rule not in RULES:
         raise unknown("selection rule", rule, RULES)

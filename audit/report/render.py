@@ -59,7 +59,9 @@ def environment() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render_html(title: str, header: list[Block], sections: list[Section], complete: bool) -> str:
+def render_html(title: str, header: list[Block], sections: list[Section], complete: bool,
+                subtitle: str | None = None) -> str:
+    """The page; ``subtitle`` replaces the line under the title that describes one study folder."""
     n_figures = sum(1 for b in [*header, *(b for s in sections for b in s.blocks)] if b.kind == "figure")
     return environment().get_template("index.html.j2").render(
-        title=title, header=header, sections=sections, complete=complete, n_figures=n_figures)
+        title=title, header=header, sections=sections, complete=complete, n_figures=n_figures, subtitle=subtitle)

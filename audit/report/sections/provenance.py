@@ -13,7 +13,7 @@ from audit.judge.tuning import RANK_CI
 from audit.report import machine
 from audit.report.document import Section
 from audit.report.format import fmt
-from audit.report.settings import CORRECTIONS, Settings
+from audit.report.settings import CORRECTIONS, SPREADS, Settings
 
 
 def _study_facts(folder: StudyFolder, settings: Settings) -> list[tuple[str, str]]:
@@ -32,8 +32,9 @@ def _study_facts(folder: StudyFolder, settings: Settings) -> list[tuple[str, str
         ("teacher checkpoint", f"{t.get('key', '—')} (sha256 {t.get('sha256', '—')}), created {t.get('created', '—')} "
          f"on host {t.get('host', '—')} with torch {t.get('torch', '—')}" if t else "—"),
         ("teacher recipe", json.dumps(ident.get("recipe", {}), sort_keys=True) if ident else "—"),
-        ("statistics", f"equivalence margin ±{settings.margin:g} points, alpha {settings.alpha:g}, "
+        ("statistics", f"equivalence margin and level {settings.judged_at()}, "
                        f"p-value correction: {CORRECTIONS[settings.correction]} over {settings.n_tests} test(s), "
+                       f"claim noise model {settings.noise}, seed spread from {SPREADS[settings.spread]}, "
                        f"ranking intervals {RANK_CI:.0%} t"),
     ]
 

@@ -7,10 +7,12 @@ differ are not compared unless the user says so, and then the output says it too
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 from audit.errors import AuditError
 
 BUDGET_COLUMNS = ("epochs", "steps", "images", "flops", "wall_s")
+SEED_MAX = 2**32 - 1  # every seed of a study (split, search, teacher, runs) is at most this: numpy's seeds stop there
 
 
 def check_equal(records: list[dict], *, allow_unequal: bool = False) -> list[str]:
@@ -40,3 +42,56 @@ def check_equal(records: list[dict], *, allow_unequal: bool = False) -> list[str
             if e > least:
                 warnings.append(f"{method} trained for {e} epochs against {least} for others (paper protocol: more compute)")
     return warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# the compute a study will take
+# ---------------------------------------------------------------------------------------------
+
+LIMIT_S = 7 * 24 * 3600.0  # a study estimated to run longer than a week on this hardware needs --force
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The study's training work and how long this machine (or cluster) takes for it, from the
+    measured cost of one training image of its pair (``audit.engine.cost``). A lower bound of the
+    wall time: evaluation, start-up and scheduling come on top (README, "Reliability")."""
+
+    images: int  # student training images: every method's search trials and confirmation runs
+    teacher_images: int  # images to train the teachers not in the cache yet
+    per_image_s: float  # measured, one trial's threads and device
+    teacher_per_image_s: float
+    concurrency: int  # trials at once
+
+    @property
+    def seconds(self) -> float:
+        return (self.images * self.per_image_s) / self.concurrency + self.teacher_images * self.teacher_per_image_s
+
+    def line(self) -> str:
+        teacher = f" + {self.teacher_images:,} to train the teacher" if self.teacher_images else ""
+        return (f"compute estimate: {self.images:,} training images{teacher}, at {1 / self.per_image_s:,.0f} images/s "
+                f"measured for one trial, {self.concurrency} at once: training alone about {duration(self.seconds)}")
+
+
+def estimate(*, methods: int, trials: int, seeds: int, epochs: int, train_images: int, per_image_s: float,
+             concurrency: int, teacher_images: int = 0, teacher_per_image_s: float = 0.0) -> Estimate:
+    """Every method's ``trials`` search trials and ``seeds`` confirmation runs of ``epochs`` epochs
+    over the training split (methods with extra stages fit inside that budget; a paper protocol
+    adds to it, which is not counted here)."""
+    images = methods * (trials + seeds) * epochs * train_images
+    return Estimate(images, teacher_images, per_image_s, teacher_per_image_s, max(1, concurrency))
+
+
+def check_limit(est: Estimate, *, force: bool, limit_s: float = LIMIT_S) -> None:
+    """Refuse a study beyond what a user can mean, unless forced."""
+    if est.seconds > limit_s and not force:
+        raise AuditError(f"this study's training alone would take about {duration(est.seconds)} on this hardware ({est.images:,} training "
+                         f"images at {1 / est.per_image_s:,.0f} images/s, {est.concurrency} at once), more than the "
+                         f"{duration(limit_s)} limit: lower --trials, --seeds or --epochs, or pass --force to run it anyway")
+
+
+def duration(seconds: float) -> str:
+    for unit, size in (("years", 365 * 86400), ("days", 86400), ("hours", 3600), ("min", 60)):
+        if seconds >= 2 * size or (unit == "min" and seconds >= size):
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:.0f} s"

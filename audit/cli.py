@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 import sys
 
-from audit.errors import AuditError
+from audit.errors import AuditError, io_problem
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except AuditError as exc:
         sys.stderr.write(f"audit: error: {exc}\n")
+        return 2
+    except Exception as exc:  # a full disk or a read-only folder is one line too, not a traceback
+        said = io_problem(exc)
+        if said is None:
+            raise
+        sys.stderr.write(f"audit: error: {said}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("audit: interrupted\n")

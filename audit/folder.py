@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import socket
+import tempfile
+import time
 import tomllib
 import uuid
 from collections.abc import Mapping
@@ -37,6 +39,7 @@ STUDY = "study.toml"
 JOURNAL = "trials.jsonl"
 SPACES = "spaces.json"
 DRIVER_ID = "driver_id"  # the id this folder's trials carry as Optuna user attr "driver"
+REPAIRS = "repairs.json"  # what resumes found damaged (torn journal lines, a rebuilt optuna.db) and did about it
 RESULT_COLUMNS = [
     "method", "phase", "trial", "seed", "status", "reason",
     "val_acc_best", "val_acc_last", "val_nll", "objective", "test_acc_best", "test_acc_last", "best_epoch",
@@ -71,6 +74,29 @@ def create(study: Study, out: Path, spaces: Mapping[str, Mapping[str, BaseDistri
     return study_dir
 
 
+def check_writable(path: Path, what: str) -> None:
+    """Fail now, with one line, when ``path`` (a folder, made later if missing) could not be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AuditError(f"{what} {str(path)!r} is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AuditError(f"{what} {str(path)!r} cannot be made: {str(existing)!r} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".kd-audit-probe-", dir=existing))
+    except OSError as exc:
+        raise AuditError(f"{what} {str(path)!r} cannot be written: {exc.strerror or exc} (in {str(existing)!r})") from None
+
+
+def check_new(study: Study, out: Path) -> None:
+    """The checks of ``create`` made before any work: ``out`` can be written and holds no such study."""
+    check_writable(out, "--out")
+    if (Path(out) / study.name).exists():
+        raise AuditError(f"study folder {str(Path(out) / study.name)!r} exists; choose another --name (or resume it)")
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write next to the target, then rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -94,14 +120,38 @@ def append(study_dir: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def repair(study_dir: Path) -> None:
-    """End a line torn by a kill mid-write, so the next record is not glued onto it (and lost with it)."""
+def repair(study_dir: Path) -> bool:
+    """End a line torn by a kill mid-write, so the next record is not glued onto it (and lost with
+    it); returns whether there was one."""
     path = study_dir / JOURNAL
     if path.exists() and path.stat().st_size:
         with open(path, "rb+") as f:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 f.write(b"\n")
+                return True
+    return False
+
+
+def torn_lines(study_dir: Path) -> int:
+    """How many lines of the journal cannot be read (torn by a kill, or damaged)."""
+    path = study_dir / JOURNAL
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text(errors="replace").splitlines() if not _decode(line))
+
+
+def note_repair(study_dir: Path, repair: dict) -> None:
+    """Keep what a resume found damaged and how it was mended (``repairs.json``, for the report)."""
+    write_json(study_dir, REPAIRS, [*read_repairs(study_dir), {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), **repair}])
+
+
+def read_repairs(study_dir: Path) -> list[dict]:
+    try:
+        found = json.loads((study_dir / REPAIRS).read_text())
+    except (OSError, ValueError):
+        return []
+    return found if isinstance(found, list) else []
 
 
 def driver_id(study_dir: Path) -> str:
@@ -123,13 +173,16 @@ def read(study_dir: Path) -> list[dict]:
     path = study_dir / JOURNAL
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill mid-write
-    return records
+    return [r for r in map(_decode, path.read_text(errors="replace").splitlines()) if r]
+
+
+def _decode(line: str) -> dict | None:
+    """A journal line's record, or ``None`` for a line torn by a kill mid-write (or damaged)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and "method" in record and "phase" in record else None
 
 
 def records(study_dir: Path, method: str, phase: str = "search") -> list[dict]:
@@ -296,9 +349,22 @@ def curves_frame(found: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "phase", "trial", "seed", "epoch", "val_acc", "val_nll", "test_acc"])
 
 
-def write_tables(study_dir: Path) -> pd.DataFrame:
-    """``results.csv`` and ``curves.csv`` from the journal; returns the results."""
-    found = read(study_dir)
+def canonical(found: list[dict], methods: list[str]) -> list[dict]:
+    """Records in an order that does not depend on when each finished (concurrent runs, resumes):
+    search before confirmation, methods in the study's order, then trial (its place in the
+    budget) and seed; records of one place keep the journal's order."""
+    rank = {m: i for i, m in enumerate(dict.fromkeys([*methods, *(r["method"] for r in found)]))}
+    key = lambda r: (r["phase"] != "search", rank[r["method"]], _int(r.get("trial")), _int(r.get("seed")))  # noqa: E731
+    return sorted(found, key=key)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+def write_tables(study_dir: Path, methods: list[str] | None = None) -> pd.DataFrame:
+    """``results.csv`` and ``curves.csv`` from the journal, in the canonical order; returns the results."""
+    found = canonical(read(study_dir), methods or [])
     df = results_frame(found)
     for name, frame in (("results.csv", df), ("curves.csv", curves_frame(found))):
         write_atomic(study_dir / name, frame.to_csv(index=False))

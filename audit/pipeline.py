@@ -14,14 +14,26 @@ import pandas as pd
 import torch
 
 from audit import folder
-from audit.budget import check_equal
+from audit.budget import Estimate, check_equal, estimate
+from audit.engine.cost import seconds_per_image
 from audit.engine.data import Splits, load_splits
-from audit.engine.teachers import Teacher, get_teacher, state_of
+from audit.engine.teacher_import import imported_teacher, resolve_teacher_weights
+from audit.engine.teachers import (
+    TEACHER_RECIPE,
+    Teacher,
+    default_cache_dir,
+    get_teacher,
+    state_of,
+)
+from audit.engine.teachers import entry as teacher_entry
+from audit.engine.trial import pick_device
+from audit.errors import AuditError, io_problem
 from audit.report.machine import MACHINE_JSON, machine_facts
 from audit.report.summary import summarise
-from audit.search.backend import ensure_ray
+from audit.search.backend import concurrency, ensure_ray, threads_per_trial
 from audit.search.confirm import confirm, pending_runs
 from audit.search.loop import search
+from audit.search.storage import open_storage
 from audit.study import Study
 from methods import get_method
 
@@ -54,15 +66,59 @@ class Progress(Protocol):
         """Write the report with ``write()`` and say where it is."""
 
 
-def prepare(study: Study, paths: Paths) -> Splits:
-    """Everything that can fail on bad input, before any folder is made."""
+def prepare(study: Study, paths: Paths, *, new: bool = True) -> Splits:
+    """Everything that can fail on bad input, an unusable folder or storage, before any folder is
+    made (``new``: for a study not yet started) or anything runs.
+
+    A study given released teacher weights gets them resolved to a teacher-cache entry here (a
+    checkpoint file is imported first), recorded in the study with their sha256.
+    """
+    if new:
+        folder.check_new(study, paths.out)
+    if study.storage is not None:
+        open_storage(study.storage, paths.out)  # a bad URL or password fails here
     device = "cuda" if (study.gpus_per_trial > 0 and torch.cuda.is_available()) else "cpu"
+    if study.teacher_weights is not None:
+        entry, sha = resolve_teacher_weights(Path(study.teacher_weights), arch=study.teacher, dataset=study.dataset,
+                                             cache_dir=paths.cache_dir, expect_sha256=study.teacher_sha256)
+        study.teacher_weights, study.teacher_sha256 = str(entry), sha
     if study.backend == "ray" and study.address:
         ensure_ray(study)  # a wrong address or token fails here, not after the teacher is trained
-    return load_splits(
+    splits = load_splits(
         study.dataset, split_seed=study.split_seed, val_fraction=study.val_fraction,
         data_dir=paths.data_dir, download=paths.download, device=device,
     )
+    if study.recipe.batch_size > len(splits.train):
+        raise AuditError(f"[recipe] batch_size = {study.recipe.batch_size} is larger than the training split "
+                         f"({len(splits.train)} images of {study.dataset}); allowed: 2 to {len(splits.train)}")
+    if uncached_teachers(study, splits, paths):
+        folder.check_writable(paths.cache_dir or default_cache_dir(), "the teacher cache (--cache-dir)")
+    return splits
+
+
+def uncached_teachers(study: Study, splits: Splits, paths: Paths) -> list[str]:
+    """The teacher architectures the study needs that its cache does not hold yet (to be trained)."""
+    if not any(get_method(m).needs_teacher for m in study.all_methods):
+        return []
+    accel = study.accel.on(splits.train.x.device)
+    released = [study.teacher] if study.teacher_weights is not None else []  # imported, never trained
+    return [a for a in [study.teacher, *study.extra_teachers()]
+            if a not in released and not all(p.exists() for p in teacher_entry(splits, a, seed=study.teacher_seed, cache_dir=paths.cache_dir, accel=accel)[:2])]
+
+
+def compute_estimate(study: Study, splits: Splits, paths: Paths) -> Estimate:
+    """The study's compute on this hardware, from the measured cost of one training image (README)."""
+    device = pick_device(study.gpus_per_trial)
+    distils = any(get_method(m).needs_teacher for m in study.all_methods)
+    per_image = seconds_per_image(splits, study.student, study.teacher if distils else None, batch_size=study.recipe.batch_size,
+                                  threads=threads_per_trial(study), device=device, accel=study.accel)
+    untrained = uncached_teachers(study, splits, paths)
+    teacher_per_image = seconds_per_image(splits, study.teacher, None, batch_size=TEACHER_RECIPE.batch_size,
+                                          threads=os.cpu_count() or 1, device=device, accel=study.accel) if untrained else 0.0
+    return estimate(methods=len(study.all_methods), trials=study.trials, seeds=len(study.seeds), epochs=study.recipe.epochs,
+                    train_images=len(splits.train), per_image_s=per_image, concurrency=concurrency(study),
+                    teacher_images=len(untrained) * TEACHER_RECIPE.epochs * len(splits.train),
+                    teacher_per_image_s=teacher_per_image)
 
 
 def create(study: Study, paths: Paths) -> Path:
@@ -72,7 +128,22 @@ def create(study: Study, paths: Paths) -> Path:
 
 def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progress: Progress, *,
               allow_unequal_budgets: bool = False) -> pd.DataFrame:
-    """Run (or continue) every phase of a study whose folder exists; returns the summary."""
+    """Run (or continue) every phase of a study whose folder exists; returns the summary. A full
+    disk or a folder that became unwritable stops it with one line: what finished is kept."""
+    try:
+        return _run_study(study, study_dir, splits, paths, progress, allow_unequal_budgets)
+    except AuditError:
+        raise
+    except Exception as exc:
+        said = io_problem(exc)
+        if said is None:
+            raise
+        raise AuditError(f"{said}; {study_dir} keeps every run that finished: make room (or make it writable) "
+                         f"and run `audit resume {study_dir}`") from exc
+
+
+def _run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progress: Progress,
+               allow_unequal_budgets: bool) -> pd.DataFrame:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -82,7 +153,10 @@ def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progr
         def train(arch: str) -> Teacher:
             return get_teacher(splits, arch, seed=study.teacher_seed, cache_dir=paths.cache_dir, accel=study.accel)
 
-        teacher = progress.teacher("teacher", study.teacher, train)
+        def released(arch: str) -> Teacher:
+            return imported_teacher(splits, Path(study.teacher_weights), arch=arch, sha256=study.teacher_sha256)
+
+        teacher = progress.teacher("teacher", study.teacher, released if study.teacher_weights else train)
         folder.write_json(study_dir, "teacher.json", teacher.meta)
         states = {study.teacher: state_of(teacher.model)}
         for arch in study.extra_teachers():  # teachers a method's options ask for: each trained once and cached too
@@ -106,7 +180,7 @@ def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progr
     for w in warnings:
         progress.warning(w)
     folder.write_atomic(study_dir / "budget_warnings.txt", "".join(w + "\n" for w in warnings))
-    results = folder.write_tables(study_dir)
+    results = folder.write_tables(study_dir, study.all_methods)
     summary = summarise(results, study.all_methods)
     folder.write_atomic(study_dir / "summary.csv", summary.to_csv(index=False))
     folder.write_json(study_dir, "timings.json", timings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import tomli_w
 
+from audit.budget import SEED_MAX
 from audit.engine.datasets import dataset_names
 from audit.engine.models import model_names
-from audit.engine.train import Accel, Recipe
+from audit.engine.train import SCHEDULES, Accel, Recipe
 from audit.errors import AuditError, unknown
 from audit.search.storage import redact
 from methods import canonical_name, get_method
@@ -57,8 +59,17 @@ class Study:
     address: str | None = None
     stale_after_min: float = 30.0  # another driver's trial silent this long is taken as dead (shared storage)
     accel: Accel = Accel()  # speed settings: not part of the budget, recorded with every run
+    # A released teacher (a teacher-cache entry, audit.engine.teacher_import) used instead of
+    # training one; its weights' sha256 is part of the budget: another teacher, another budget.
+    teacher_weights: str | None = None
+    teacher_sha256: str | None = None
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # types and ranges first: a wrong one is named, never a traceback
+            if f.name in _KEYS:
+                _check(f.name, getattr(self, f.name))
+        _check_table("recipe", self.recipe.to_dict(), _RECIPE)
+        _check_table("accel", asdict(self.accel), _ACCEL)
         if not _NAME_RE.match(self.name):
             raise AuditError(f"study name {self.name!r} must be 1-100 letters, digits, '_', '-' or '.'")
         if not self.methods:
@@ -114,8 +125,9 @@ class Study:
         return list(dict.fromkeys([*REFERENCES, *self.methods]))
 
     def budget(self) -> dict:
-        """What must be equal across compared methods."""
-        return {
+        """What must be equal across compared methods (a released teacher's sha256 only when there
+        is one, so the hashes of studies that train their teacher are what they always were)."""
+        budget = {
             "dataset": self.dataset,
             "split_seed": self.split_seed,
             "val_fraction": self.val_fraction,
@@ -130,6 +142,9 @@ class Study:
             "options": self.options,
             "concurrency": self.max_concurrent,
         }
+        if self.teacher_weights is not None:
+            budget["teacher_sha256"] = self.teacher_sha256
+        return budget
 
     def budget_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.budget(), sort_keys=True).encode()).hexdigest()[:16]
@@ -146,22 +161,39 @@ class Study:
         path.write_text(tomli_w.dumps(self.to_dict()))
 
     @classmethod
-    def read(cls, path: Path) -> "Study":
+    def read(cls, path: Path, name: str | None = None) -> "Study":
+        """A study file; ``name`` (``--name``) stands for its own."""
         try:
-            d = tomllib.loads(Path(path).read_text())
+            d = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise AuditError(f"cannot read study file {str(path)!r}: {exc}") from None
-        return cls.from_dict(d)
+        except UnicodeDecodeError as exc:
+            raise AuditError(f"cannot read study file {str(path)!r}: it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        return cls.from_dict(d if name is None else {**d, "name": name})
 
     @classmethod
     def from_dict(cls, d: dict) -> "Study":
         d = dict(d)
         d.pop("budget_hash", None)
+        for key, value in d.items():
+            if key in _KEYS:
+                _check(key, value)
         _move_legacy_options(d)
         allowed = {f.name for f in fields(cls)}
         extra = set(d) - allowed
         if extra:
             raise AuditError(f"unknown study keys {sorted(extra)}; allowed: {', '.join(sorted(allowed))}")
+        missing = [k for k in ("name", "methods") if k not in d]
+        if missing:
+            raise AuditError(f"the study has no {' and no '.join(repr(k) for k in missing)}; a study file needs "
+                             'name = "..." and methods = ["..."] (or give --name)')
+        for table, rules in (("recipe", _RECIPE), ("accel", _ACCEL)):
+            if table in d:
+                if not isinstance(d[table], dict):
+                    raise AuditError(f"study key {table!r} = {_show(d[table])}: must be a [{table}] table")
+                if set(d[table]) - set(rules):
+                    raise AuditError(f"unknown [{table}] keys {sorted(set(d[table]) - set(rules))}; allowed: {', '.join(rules)}")
+                _check_table(table, d[table], rules)
         if "recipe" in d:
             r = dict(d["recipe"])
             if "milestones" in r:
@@ -173,6 +205,84 @@ class Study:
         if "accel" in d:
             d["accel"] = Accel.from_dict(dict(d["accel"]))
         return cls(**d)
+
+
+def _int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: object) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _seed(v: object) -> bool:
+    return _int(v) and 0 <= v <= SEED_MAX
+
+
+# What each key of a study (file or flags) may hold: a test, and what is allowed, as said in the error.
+_KEYS = {
+    "name": (lambda v: isinstance(v, str), "a name of 1-100 letters, digits, '_', '-' or '.'"),
+    "methods": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(m, str) for m in v), "a non-empty list of method names"),
+    "dataset": (lambda v: isinstance(v, str), "a data set name"),
+    "teacher": (lambda v: isinstance(v, str), "an architecture name"),
+    "student": (lambda v: isinstance(v, str), "an architecture name"),
+    "trials": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "seeds": (lambda v: isinstance(v, list) and bool(v) and all(_seed(x) for x in v) and len(set(v)) == len(v),
+              f"a non-empty list of distinct integers from 0 to {SEED_MAX}"),
+    "search_seed": (_seed, f"an integer from 0 to {SEED_MAX}"),
+    "split_seed": (_seed, f"an integer from 0 to {SEED_MAX}"),
+    "teacher_seed": (_seed, f"an integer from 0 to {SEED_MAX}"),
+    "val_fraction": (lambda v: _num(v) and 0 < v < 1, "a number between 0 and 1"),
+    "options": (lambda v: isinstance(v, dict), "tables [options.<method>]"),
+    "paper_protocol": (lambda v: isinstance(v, bool), "true or false"),
+    "backend": (lambda v: isinstance(v, str), f"one of {', '.join(BACKENDS)}"),
+    "storage": (lambda v: v is None or (isinstance(v, str) and bool(v)), "an Optuna storage URL"),
+    "cpus_per_trial": (lambda v: _num(v) and v > 0, "a finite number > 0"),
+    "gpus_per_trial": (lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+    "max_concurrent": (lambda v: v is None or (_int(v) and v >= 1), "an integer >= 1"),
+    "max_failures": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "address": (lambda v: v is None or (isinstance(v, str) and bool(v)), "a Ray address (auto or host:port)"),
+    "stale_after_min": (lambda v: _num(v) and v > 0, "a finite number of minutes > 0"),
+}
+_RECIPE = {
+    "epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _int(v) and v >= 2, "an integer >= 2"),
+    "lr": (lambda v: _num(v) and v > 0, "a finite number > 0"),
+    "momentum": (lambda v: _num(v) and 0 <= v < 1, "a number from 0 up to (not including) 1"),
+    "nesterov": (lambda v: isinstance(v, bool), "true or false"),
+    "weight_decay": (lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+    "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+    "milestones": (lambda v: isinstance(v, (list, tuple)) and all(_num(m) and 0 < m < 1 for m in v)
+                   and list(v) == sorted(set(v)), "increasing fractions of the epochs, each between 0 and 1"),
+    "gamma": (lambda v: _num(v) and 0 < v <= 1, "a number > 0 and <= 1"),
+    "augment": (lambda v: isinstance(v, str) and bool(v), "an augmentation policy: steps joined by '+' (README, Augmentation)"),
+}
+_ACCEL = {
+    **{k: (lambda v: isinstance(v, bool), "true or false") for k in ("channels_last", "bf16", "compile", "teacher_cache")},
+    "teacher_cache_bytes": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+}
+
+
+def _show(v: object) -> str:
+    """A value as the study file writes it (true, "text", [1, 2])."""
+    try:
+        return json.dumps(v)
+    except (TypeError, ValueError):
+        return repr(v)
+
+
+def _check(key: str, value: object, rules: dict = _KEYS) -> None:
+    test, allowed = rules[key]
+    if not test(value):
+        raise AuditError(f"study key {key!r} = {_show(value)}: must be {allowed}")
+
+
+def _check_table(table: str, values: dict, rules: dict) -> None:
+    for key, value in values.items():
+        if key in rules:
+            test, allowed = rules[key]
+            if not test(value):
+                raise AuditError(f"study key '{table}.{key}' = {_show(value)}: must be {allowed}")
 
 
 def _move_legacy_options(d: dict) -> None:

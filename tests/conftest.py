@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# As `audit` does before torch loads OpenMP (audit/__init__.py): idle OpenMP threads sleep instead of
+# spinning. Trials run in this process use several threads; spinning ones made them many times
+# slower on the shared 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -24,10 +29,13 @@ def teacher_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_session():
+    """A Ray instance of the session's own, as `audit run` starts one: never a cluster that an
+    earlier Ray left an address of on this machine (Ray's ``ray_current_cluster`` file)."""
     import ray
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    from audit.search.backend import start_local_ray
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        start_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()

@@ -89,6 +89,7 @@ CRD_COUNTS = {
     "mobilenetv2": 812_836,
     "shufflenet_v1": 949_258,
     "shufflenet_v2": 1_355_528,
+    "resnet50": 23_705_252,  # RepDistiller's ResNet50 (models/resnetv2.py), one of the released teachers
 }
 
 

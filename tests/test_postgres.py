@@ -9,6 +9,7 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -122,6 +123,37 @@ def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache)
     assert len(written) > 10
     for path in written:
         assert password.encode() not in path.read_bytes(), f"the storage password is written in {path}"
+
+
+def test_no_secret_in_any_file_a_ray_study_writes(tmp_path, postgres, teacher_cache):
+    """Under Ray, Tune pickles its searcher into the study folder (ray/search-*/tuner.pkl): the
+    storage URL with its password must not be there, nor anywhere else the study writes."""
+    url, password = postgres
+    out = tmp_path / "r"
+    done = subprocess.run(audit("run", "--method", "kd", "--trials", "1", "--seeds", "1", "--epochs", "1", "--backend", "ray",
+                                "--max-concurrent", "1", "--storage", url, "--out", str(out), "--name", "pgray",
+                                "--cache-dir", str(teachers(teacher_cache))),
+                          capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "tuner.pkl" for p in written), written
+    for path in written:
+        assert password.encode() not in path.read_bytes(), f"the storage password is written in {path}"
+    assert password not in done.stdout + done.stderr
+    assert stat.S_IMODE((out / "pgray" / "ray").stat().st_mode) == 0o700  # Tune's state: the driver's only
+
+
+def test_a_wrong_password_is_one_line_before_any_folder(tmp_path, postgres):
+    url, password = postgres
+    wrong = url.replace(password, "not-the-password")
+    out = tmp_path / "r"
+    done = subprocess.run(audit("run", "--method", "kd", "--trials", "1", "--backend", "local", "--storage", wrong,
+                                "--out", str(out)), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("audit: error: cannot open Optuna storage 'postgresql://kdaudit:***@127.0.0.1")
+    assert "password authentication failed" in err[0] and "not-the-password" not in done.stderr
+    assert not out.exists() or not any(out.iterdir())
 
 
 def _open_storage(url: str) -> str:

@@ -62,3 +62,26 @@ def test_speed_flags_override_the_study_file(tmp_path):
     assert (s.accel.channels_last, s.accel.bf16) == (False, True)
     s = study_from_args(parser.parse_args(["run", "--method", "kd", "--compile", "--no-teacher-cache"]))
     assert (s.accel.compile, s.accel.teacher_cache, s.accel.channels_last) == (True, False, True)
+
+
+def test_cifar_studies_give_every_trial_the_papers_crop_and_flip():
+    """The equal-budget arm on CIFAR: standard crop+flip is the base, the searched strength adds on
+    top (so strength 0 is the published augmentation); the default digits study is unchanged."""
+    for path in STUDIES:
+        study = Study.read(path)
+        expected = "standard+strength" if study.dataset.startswith("cifar") else "strength"
+        assert study.recipe.augment == expected, path.name
+
+
+def test_the_augment_flag_sets_the_recipes_policy(tmp_path):
+    import argparse
+
+    from audit.commands.run import register, study_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["run", "--method", "kd", "--augment", "standard+strength", "--epochs", "3"])
+    study = study_from_args(args)
+    assert study.recipe.augment == "standard+strength" and study.recipe.epochs == 3
+    with pytest.raises(AuditError, match="unknown augmentation policy 'cutmix'"):
+        study_from_args(parser.parse_args(["run", "--method", "kd", "--augment", "cutmix"]))

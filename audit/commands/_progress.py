@@ -37,9 +37,10 @@ class ConsoleProgress:
 
     def teacher(self, role: str, arch: str, train: Callable[[str], Teacher]) -> Teacher:
         what = f"{role} {arch}" + (f" on {self.study.dataset}" if role == "teacher" else "")
-        with self.console.status(f"{what} (trained once, then cached)" if role == "teacher" else what):
+        with self.console.status(f"{what} (trained once, then cached)" if role == "teacher" and not self.study.teacher_weights else what):
             t = train(arch)
-        how = "from cache" if t.from_cache else f"trained in {t.meta['wall_s']:.0f}s"
+        how = ("from cache" if t.from_cache else f"trained in {t.meta['wall_s']:.0f}s") if "source" not in t.meta else \
+            f"released, imported from {Path(t.meta['source']['path']).name}"
         extra = f"  ({how})" if role == "teacher" else ""
         self.console.print(f"{role} {arch}: val {t.meta['val_acc']:.2f}%  test {t.meta['test_acc']:.2f}%{extra}")
         return t

@@ -58,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
     from audit import pipeline
     from audit.commands._progress import ConsoleProgress
     from audit.search.drivers import reconcile
+    from audit.search.recovery import mend
 
     console = make_console()
     study_dir = args.study_dir
@@ -72,10 +73,13 @@ def main(args: argparse.Namespace) -> int:
         study.stale_after_min = args.stale_after
     check_budget_unchanged(study, study_dir, allow_unequal=args.allow_unequal_budgets)
     paths = pipeline.Paths(out=study_dir.parent, data_dir=args.data_dir, cache_dir=args.cache_dir)
-    splits = pipeline.prepare(study, paths)
+    splits = pipeline.prepare(study, paths, new=False)
+    mended = mend(study, study_dir)
     reconcile(study, study_dir)
     progress = ConsoleProgress(console, study)
     progress.announce()
+    for line in mended:
+        progress.warning(line)
     summary = pipeline.run_study(study, study_dir, splits, paths, progress, allow_unequal_budgets=args.allow_unequal_budgets)
     print_summary(console, summary, study_dir)
     return 0

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from audit.commands._args import positive, positive_minutes
+from audit.budget import SEED_MAX
+from audit.commands._args import integer, number, positive, positive_minutes
 from audit.commands._console import make_console
 from audit.errors import AuditError
 from methods.catalogue import BASELINE, CLASSICAL, option_flags
@@ -27,9 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
     p.add_argument("--seeds", type=positive("--seeds"), default=None, help="confirmation seeds (default 10)")
     p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 3)")
+    p.add_argument("--augment", default=None, metavar="POLICY",
+                   help="augmentation policy of every run: strength (default: the searched strength alone), standard "
+                        "(crop with padding and flip), autoaugment-cifar10, or steps joined by '+', e.g. standard+strength")
     p.add_argument("--dataset", default="digits", help="data set (default digits, embedded)")
     p.add_argument("--teacher", default="resnet20", help="teacher architecture (default resnet20)")
     p.add_argument("--student", default="resnet8", help="student architecture (default resnet8)")
+    p.add_argument("--teacher-weights", default=None, type=Path, metavar="PATH",
+                   help="use this released teacher instead of training one: a teacher-cache entry (.safetensors, "
+                        "from `audit teachers import`) or any checkpoint it imports; part of the budget")
     p.add_argument("--backend", default="ray", help="ray (default) or local")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: SQLite file in the study folder)")
     p.add_argument("--out", default="reports", type=Path, help="folder for study folders (default reports)")
@@ -37,12 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, type=Path, help="folder holding the torchvision data sets")
     p.add_argument("--download", action="store_true", help="download the data set into --data-dir when online")
     p.add_argument("--cache-dir", default=None, type=Path, help="teacher cache (default ~/.cache/kd-audit/teachers)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default 0)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--split-seed", type=integer("--split-seed", 0, SEED_MAX), default=0, help="seed of the train/validation split (default 0)")
+    p.add_argument("--cpus-per-trial", type=number("--cpus-per-trial", above=0), default=1.0, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=number("--gpus-per-trial", at_least=0), default=0.0, help="GPUs per trial, fractions allowed (default 0)")
     p.add_argument("--max-concurrent", type=positive("--max-concurrent"), default=None, help="concurrent trials (default: as many as fit)")
     p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
-    p.add_argument("--max-failures", type=int, default=1, help="Tune retries of a crashed trial (default 1)")
+    p.add_argument("--max-failures", type=integer("--max-failures", 0), default=1, help="Tune retries of a crashed trial (default 1)")
     p.add_argument("--stale-after", type=positive_minutes, default=None, metavar="MIN",
                    help="with a storage shared by several drivers: another driver's trial silent this many minutes "
                         "is taken as dead and its place run again (default 30)")
@@ -51,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=_option_dest(method, option.name), action="append" if many else "store",
                        default=None, help=option.help)
     p.add_argument("--paper-protocol", action="store_true", help="give extra stages (takd, ab, ft, fsp) their own full budget; reported as more compute")
+    p.add_argument("--force", action="store_true", help="run even when the compute estimate is beyond the limit (a week on this hardware)")
     speed = p.add_argument_group("speed settings (not part of the budget; a study file's [accel] unless given here)")
     for flag, what in SPEED_FLAGS.items():
         speed.add_argument(f"--{flag.replace('_', '-')}", dest=f"accel_{flag}", action=argparse.BooleanOptionalAction, default=None, help=what)
@@ -91,31 +99,33 @@ def study_from_args(args: argparse.Namespace) -> Study:
     from audit.study import DEFAULT_RECIPE, Study
 
     if args.study_file is not None:
-        study = Study.read(args.study_file)
-        if args.name:
-            study.name = args.name
+        study = Study.read(args.study_file, name=args.name)
         for flag in ("storage", "address"):
             if getattr(args, flag):
                 setattr(study, flag, getattr(args, flag))
         if args.stale_after is not None:
             study.stale_after_min = args.stale_after
+        if args.teacher_weights is not None:
+            study.teacher_weights, study.teacher_sha256 = str(args.teacher_weights), None
         return _with_speed_flags(study, args)
     if not args.method:
         raise AuditError("give at least one --method (see `audit methods`)")
-    name = args.name or f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name if args.name is not None else f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
     kwargs = dict(
         name=name, methods=args.method, dataset=args.dataset, teacher=args.teacher, student=args.student,
         trials=args.trials, split_seed=args.split_seed,
         backend=args.backend, storage=args.storage, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
         max_failures=args.max_failures, options=_options(args), paper_protocol=args.paper_protocol,
+        teacher_weights=str(args.teacher_weights) if args.teacher_weights is not None else None,
     )
     if args.stale_after is not None:
         kwargs["stale_after_min"] = args.stale_after
     if args.seeds is not None:
         kwargs["seeds"] = list(range(1, args.seeds + 1))
-    if args.epochs is not None:
-        kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs)
+    recipe_changes = {k: v for k, v in (("epochs", args.epochs), ("augment", args.augment)) if v is not None}
+    if recipe_changes:
+        kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, **recipe_changes)
     return _with_speed_flags(Study(**kwargs), args)
 
 
@@ -136,15 +146,19 @@ def print_summary(console: Console, summary, study_dir: Path) -> None:  # noqa: 
 
 def main(args: argparse.Namespace) -> int:
     from audit import pipeline
+    from audit.budget import check_limit
     from audit.commands._progress import ConsoleProgress
 
     console = make_console()
     study = study_from_args(args)
     paths = pipeline.Paths(out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir, download=args.download)
     splits = pipeline.prepare(study, paths)
+    cost = pipeline.compute_estimate(study, splits, paths)
+    check_limit(cost, force=args.force)
     study_dir = pipeline.create(study, paths)
     progress = ConsoleProgress(console, study)
     progress.announce()
+    console.print(cost.line(), highlight=False)
     summary = pipeline.run_study(study, study_dir, splits, paths, progress)
     print_summary(console, summary, study_dir)
     console.print(f"results: {study_dir / 'results.csv'}")

@@ -1,7 +1,7 @@
 """Batched, per-sample random augmentation on the batch's own device, driven by one ``strength``.
 
 Why our own ``affine_grid`` code rather than kornia: kornia's random augmentations draw from
-torch's *global* RNG, so two trials running in one process (or a trial resumed later) would see
+torch's *global* RNG (still so in kornia 0.9.0; see ``audit.engine.policies``), so two trials running in one process (or a trial resumed later) would see
 different augmentations for the same seed, which breaks "a run is a pure function of (config,
 seed)". Here every random number comes from the caller's ``torch.Generator``. Translation,
 rotation, scale and flip are also fused into one per-sample affine matrix, so the geometric part

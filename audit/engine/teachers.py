@@ -56,7 +56,7 @@ def teacher_key(splits: Splits, arch: str, seed: int, recipe: Recipe, strength: 
     return f"{splits.info.name}-{arch}-s{seed}-{key}", ident
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -70,9 +70,11 @@ def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch:
         return None
     try:
         meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("its provenance file holds no JSON object")
         if meta.get("ident") != ident:
             raise ValueError("its identity does not match the request")
-        if _sha256(weights) != meta.get("sha256"):
+        if sha256_file(weights) != meta.get("sha256"):
             raise ValueError("its weights do not match their recorded sha256")
         model = build_model(arch, in_channels=splits.info.shape[0], num_classes=splits.info.num_classes)
         model.load_state_dict(load_file(weights))
@@ -80,6 +82,16 @@ def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch:
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         print(f"teacher cache entry {weights.name} is unusable ({exc}); retraining")
         return None
+
+
+def entry(splits: Splits, arch: str, *, seed: int = 0, recipe: Recipe = TEACHER_RECIPE, strength: float = TEACHER_STRENGTH,
+          cache_dir: Path | None = None, accel: Accel = Accel()) -> tuple[Path, Path, str, dict]:
+    """(weights file, provenance file, key, identity) of a teacher's cache entry; ``accel`` as it acts on the device."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key, ident = teacher_key(splits, arch, seed, recipe, strength)
+    if accel.bf16:  # the one speed setting that changes the weights enough to be a different teacher
+        key, ident = f"{key}-bf16", {**ident, "bf16": True}
+    return cache / f"{key}.safetensors", cache / f"{key}.json", key, ident
 
 
 def get_teacher(
@@ -93,13 +105,11 @@ def get_teacher(
     accel: Accel = Accel(),
 ) -> Teacher:
     """The cached teacher or a freshly trained one (trained on the train split, never on val or test)."""
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     device = splits.train.x.device
     accel = accel.on(device)
-    key, ident = teacher_key(splits, arch, seed, recipe, strength)
-    if accel.bf16:  # the one speed setting that changes the weights enough to be a different teacher
-        key, ident = f"{key}-bf16", {**ident, "bf16": True}
-    weights, meta_path = cache / f"{key}.safetensors", cache / f"{key}.json"
+    weights, meta_path, key, ident = entry(splits, arch, seed=seed, recipe=recipe, strength=strength,
+                                           cache_dir=cache_dir, accel=accel)
+    cache = weights.parent
     loaded = _try_load(weights, meta_path, ident, splits, arch)
     if loaded is not None:
         model, meta = loaded
@@ -111,28 +121,36 @@ def get_teacher(
     )
     if result.status != "ok":
         raise AuditError(f"teacher {arch} failed to train: {result.reason}")
-    cache.mkdir(parents=True, exist_ok=True)
-    # Write to temporary names, then rename: a killed process never leaves a half-written entry.
-    tmp_w = weights.with_name(f".{weights.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp_w))
     meta = {
         "key": key,
         "ident": ident,
-        "sha256": _sha256(tmp_w),
         "val_acc": result.val_last,
         "test_acc": result.test_last,
         "epochs": result.epochs,
         "wall_s": result.wall_s,
         "accel": accel.label(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "torch": torch.__version__,
-        "host": platform.node(),
     }
+    meta = write_entry(cache, key, model, meta)
+    return Teacher(model.eval(), arch, meta, False)
+
+
+def write_entry(cache: Path, key: str, model: nn.Module, meta: dict) -> dict:
+    """Write ``<key>.safetensors`` (the weights) and ``<key>.json`` (``meta`` with the weights'
+    sha256, the time, torch's version and the host) into ``cache``; returns the full meta.
+
+    Written under temporary names, then renamed: a killed process never leaves a half-written entry.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    weights, meta_path = cache / f"{key}.safetensors", cache / f"{key}.json"
+    tmp_w = weights.with_name(f".{weights.name}.tmp{os.getpid()}")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp_w))
+    meta = {**meta, "sha256": sha256_file(tmp_w), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "torch": torch.__version__, "host": platform.node()}
     tmp_m = meta_path.with_name(f".{meta_path.name}.tmp{os.getpid()}")
     tmp_m.write_text(json.dumps(meta, indent=2))
     os.replace(tmp_w, weights)
     os.replace(tmp_m, meta_path)
-    return Teacher(model.eval(), arch, meta, False)
+    return meta
 
 
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:

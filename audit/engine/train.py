@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from audit.engine.augment import augment_batch
 from audit.engine.data import Split, Splits
 from audit.engine.models import build_model
+from audit.engine.policies import DEFAULT as DEFAULT_POLICY
+from audit.engine.policies import get_policy
 from audit.engine.teacher_cache import CachedTeacher, TeacherCache
 from audit.errors import AuditError
 from methods import get_method
@@ -45,6 +46,9 @@ class Recipe:
     schedule: str = "cosine"
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs, for the step schedule
     gamma: float = 0.1
+    # The augmentation policy of every training batch (audit.engine.policies); the searched
+    # strength acts through its ``strength`` step.
+    augment: str = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -53,10 +57,15 @@ class Recipe:
             raise AuditError(f"batch size must be at least 2, got {self.batch_size}")
         if self.schedule not in SCHEDULES:
             raise AuditError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        object.__setattr__(self, "augment", get_policy(self.augment).name)
 
     def to_dict(self) -> dict:
+        """The recipe as stored and hashed. The default policy is left out, so studies and teacher
+        cache entries made before recipes named a policy keep their budget hash and key."""
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        if self.augment == DEFAULT_POLICY:
+            del d["augment"]
         return d
 
 
@@ -172,6 +181,7 @@ class _Trainer:
                  accel: Accel = Accel(), cache: TeacherCache | None = None):
         self.splits, self.recipe, self.strength, self.g, self.result = splits, recipe, strength, generator, result
         self.accel, self.cache = accel, cache
+        self.policy = get_policy(recipe.augment)
 
     def batches(self) -> list[torch.Tensor]:
         n = len(self.splits.train)
@@ -181,11 +191,11 @@ class _Trainer:
 
     def _inputs(self, idx: torch.Tensor, idx_host: torch.Tensor) -> torch.Tensor:
         x = self.splits.train.x[idx]
-        if self.strength > 0:
-            x = augment_batch(x, self.strength, self.g, hflip=self.splits.info.hflip)
+        if self.policy.is_random(self.strength):
+            x = self.policy(x, self.g, self.splits.info, self.strength)
         if self.accel.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.cache is not None:  # only built when strength is 0: x is exactly train.x[idx]
+        if self.cache is not None:  # only built when the policy leaves x alone: x is exactly train.x[idx]
             self.cache.bind(x, idx, idx_host)
         return x
 
@@ -289,7 +299,7 @@ def train_student(
         extra_teachers = [accel.prepare(copy.deepcopy(t)) for t in extra_teachers or []]
     strength = float(cls.hyper_parameters(config).get("strength", 0.0))
     cache = None
-    if accel.teacher_cache and strength == 0 and cls.needs_teacher and teacher is not None:
+    if accel.teacher_cache and not get_policy(recipe.augment).is_random(strength) and cls.needs_teacher and teacher is not None:
         cache = TeacherCache(len(splits.train), accel.teacher_cache_bytes)
     # Every frozen network a method learns from goes through the cache when there is one,
     # including those it trains itself first (TAKD's assistant, through ctx.as_teacher).

@@ -4,11 +4,15 @@ confirmation runs are plain Ray tasks. Both call ``audit.engine.trial.run_trial`
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 # Tune's default JSON/CSV/TensorBoard loggers write files per trial that nothing here reads.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+RAY_LOG = "ray.log"  # in the study folder: what Ray and Ray Tune print while the study runs on Ray
 
 
 def threads_per_trial(study: Study) -> int:
@@ -54,10 +60,9 @@ def ensure_ray(study: Study) -> None:
         _check_answers(study.address)  # also when this process already runs Ray (as under the tests)
     if ray.is_initialized():
         return
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if study.address:
         try:
-            ray.init(address=study.address, **kwargs)
+            ray.init(address=study.address, **_RAY_INIT)
         except Exception as exc:  # noqa: BLE001 - one clear line instead of Ray's traceback
             raise AuditError(
                 f"cannot join the Ray cluster at {study.address!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -65,8 +70,59 @@ def ensure_ray(study: Study) -> None:
                 " in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token: see docs/cluster.md)"
             ) from None
     else:
-        # "local": a fresh instance even when `ray start` left a cluster address on this machine.
-        ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
+        start_local_ray()
+
+
+_RAY_INIT = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """A fresh Ray instance of this process's own (even when `ray start` left a cluster address on
+    this machine), listening on loopback only, whose processes end when this process ends, however
+    it ends (a reaper watches it: Ray's agents outlive a killed driver otherwise)."""
+    import ray
+    from ray._private import ray_constants
+
+    # Ray binds its servers to 127.0.0.1 only when it takes that as the node's address, which it
+    # does for a single-machine instance where multi-node clusters are off; they are never needed here.
+    multi_node = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **_RAY_INIT)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = multi_node
+    node = ray._private.worker._global_node
+    pids = [str(p.process.pid) for procs in node.all_processes.values() for p in procs if p.process is not None]
+    subprocess.Popen([sys.executable, "-m", "audit.search.reaper", str(os.getpid()), *pids], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def ray_log(study_dir: Path) -> Iterator[None]:
+    """Send what Ray and Tune print (their loggers, and the driver's stderr, where Ray's C++ core
+    writes too) to ``ray.log`` in the study folder instead of the terminal."""
+    ray_logger = logging.getLogger("ray")
+    streams = [h for h in ray_logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    handler = logging.FileHandler(study_dir / RAY_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for h in streams:
+        ray_logger.removeHandler(h)
+    ray_logger.addHandler(handler)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = os.open(study_dir / RAY_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        ray_logger.removeHandler(handler)
+        handler.close()
+        for h in streams:
+            ray_logger.addHandler(h)
 
 
 def _check_answers(address: str, timeout_s: float = 5.0) -> None:
@@ -84,6 +140,17 @@ def _check_answers(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def concurrency(study: Study) -> int:
+    """How many trials run at once: one on the local backend; on Ray what fits (the cluster's room
+    once joined, else this machine's), capped by --max-concurrent."""
+    if study.backend == "local":
+        return 1
+    import ray
+
+    fits = default_concurrency(study) if ray.is_initialized() else max(1, int((os.cpu_count() or 1) // study.cpus_per_trial))
+    return min(fits, study.max_concurrent or fits)
+
+
 def default_concurrency(study: Study) -> int:
     """As many trials as the Ray instance or cluster (not this machine) has room for."""
     import ray
@@ -93,6 +160,22 @@ def default_concurrency(study: Study) -> int:
     if study.gpus_per_trial > 0:
         fits = min(fits, int(resources.get("GPU", 0) // study.gpus_per_trial))
     return max(1, fits)
+
+
+def guarded_run(config: dict, spec: RunSpec, splits: Splits, teacher_states: dict | None,
+                on_epoch: Callable[[int, dict], None] | None, device) -> dict:  # noqa: ANN001
+    """``run_trial``, with an exception it raises recorded as a failed run (its type and message)
+    under every backend alike: it is deterministic, so retrying would only fail again."""
+    t0 = time.perf_counter()
+    try:
+        return run_trial(config, spec, splits, teacher_states, on_epoch, device)
+    except Exception as exc:  # noqa: BLE001 - the study goes on; the record says what happened
+        message = str(exc).strip().splitlines()
+        return {
+            "method": spec.method, "seed": spec.seed, "config": dict(config), "status": "failed",
+            "reason": f"{type(exc).__name__}: {message[0][:300] if message else ''}".rstrip(": "),
+            METRIC: None, "wall_s": time.perf_counter() - t0, "budget_hash": spec.budget_hash,
+        }
 
 
 def _ray_trainable(config: dict, specs: dict[str, RunSpec] = None, splits: Splits = None,
@@ -108,10 +191,10 @@ def _ray_trainable(config: dict, specs: dict[str, RunSpec] = None, splits: Split
         if epoch < spec.recipe.epochs:  # the last epoch arrives in the final, complete record
             tune.report({METRIC: with_objective(metrics, n_val)[METRIC], "epoch": epoch, "train_loss": metrics["train_loss"]})
 
-    # A failed run (NaN, OOM) is reported, not raised: it is deterministic, so a retry would waste
-    # the budget; Tune's FailureConfig retries only crashes (a lost worker or node).
+    # A failed run (NaN, OOM, an exception) is reported, not raised: it is deterministic, so a retry
+    # would waste the budget; Tune's FailureConfig retries only crashes (a lost worker or node).
     n_val = len(splits.val)
-    record = run_trial(config, spec, splits, teacher_states, on_epoch, pick_device(gpus))
+    record = guarded_run(config, spec, splits, teacher_states, on_epoch, pick_device(gpus))
     tune.report({**with_objective(record, n_val), "node_id": node})
 
 
@@ -119,7 +202,7 @@ def _remote_run(config: dict, spec: RunSpec, splits: Splits, teacher_states: dic
     import ray
 
     node = ray.get_runtime_context().get_node_id()  # which node ran it, as for search trials
-    return {**run_trial(config, spec, splits, teacher_states, None, pick_device(gpus)), "node_id": node}
+    return {**guarded_run(config, spec, splits, teacher_states, None, pick_device(gpus)), "node_id": node}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,55 +226,77 @@ def _search_local(study: Study, searcher, specs: dict[str, RunSpec], splits: Spl
     while True:
         trial_id = uuid.uuid4().hex[:8]
         config = searcher.suggest(trial_id)
+        if searcher.fatal is not None:
+            raise searcher.fatal
         if config == Searcher.FINISHED or config is None:
             return
         spec = specs[config.pop("method")]
         n_val = len(splits.val)
         report = lambda e, m: searcher.on_trial_result(trial_id, {METRIC: with_objective(m, n_val)[METRIC], "training_iteration": e})  # noqa: E731
-        searcher.on_trial_complete(trial_id, with_objective(run_trial(config, spec, splits, teacher_states, report, device), n_val))
+        searcher.on_trial_complete(trial_id, with_objective(guarded_run(config, spec, splits, teacher_states, report, device), n_val))
+        if searcher.fatal is not None:
+            raise searcher.fatal
 
 
 def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict[str, RunSpec], splits: Splits,  # noqa: ANN001
                 teacher_states: dict | None) -> None:
     from ray import tune
-    from ray.tune import FailureConfig, RunConfig
+    from ray.tune import Callback, FailureConfig, RunConfig
 
-    ensure_ray(study)
-    # Tune's result grid looks for per-trial logger files we switched off; our journal holds the results.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    trainable = tune.with_resources(
-        # Data and teacher weights go to the object store once, not pickled into every trial.
-        tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_states=teacher_states, gpus=study.gpus_per_trial),
-        {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
-    )
-    concurrent = study.max_concurrent or default_concurrency(study)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=total, max_concurrent_trials=concurrent, reuse_actors=True),
-        run_config=RunConfig(
-            name=f"search-{uuid.uuid4().hex[:6]}", storage_path=str((study_dir / "ray").resolve()), verbose=0,
-            failure_config=FailureConfig(max_failures=study.max_failures),
-        ),
-    )
-    tuner.fit()
+    class _Registry(Callback):
+        """Hands the searcher Tune's trials, whose error files say why a crashed trial ended."""
+
+        def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:  # noqa: ANN001
+            searcher.tune_trials[trial.trial_id] = trial
+
+        def __getstate__(self) -> dict:
+            return {}
+
+    with ray_log(study_dir):
+        ensure_ray(study)
+        # Tune's result grid looks for per-trial logger files we switched off; our journal holds the results.
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+        trainable = tune.with_resources(
+            # Data and teacher weights go to the object store once, not pickled into every trial.
+            tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_states=teacher_states, gpus=study.gpus_per_trial),
+            {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
+        )
+        concurrent = study.max_concurrent or default_concurrency(study)
+        # Tune's state files (tuner.pkl among them) are only for this driver to read.
+        (study_dir / "ray").mkdir(mode=0o700, exist_ok=True)
+        os.chmod(study_dir / "ray", 0o700)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=total, max_concurrent_trials=concurrent, reuse_actors=True),
+            run_config=RunConfig(
+                name=f"search-{uuid.uuid4().hex[:6]}", storage_path=str((study_dir / "ray").resolve()), verbose=0,
+                failure_config=FailureConfig(max_failures=study.max_failures), callbacks=[_Registry()],
+            ),
+        )
+        tuner.fit()
+    if searcher.fatal is not None:
+        raise searcher.fatal
 
 
-def run_all(study: Study, runs: Iterable[tuple[dict, RunSpec]], splits: Splits, teacher_states: dict | None,
-            on_result: Callable[[dict], None]) -> None:
+def run_all(study: Study, study_dir: Path, runs: Iterable[tuple[dict, RunSpec]], splits: Splits,
+            teacher_states: dict | None, on_result: Callable[[dict], None]) -> None:
     """Run each (config, spec) once and hand every record to ``on_result`` as it finishes."""
     runs = list(runs)
     if study.backend == "local":
         device = pick_device(study.gpus_per_trial)
         for config, spec in runs:
-            on_result(run_trial(config, spec, splits, teacher_states, None, device))
+            on_result(guarded_run(config, spec, splits, teacher_states, None, device))
+        return
+    if not runs:
         return
 
     import ray
 
-    ensure_ray(study)
-    remote = ray.remote(num_cpus=study.cpus_per_trial, num_gpus=study.gpus_per_trial)(_remote_run)
-    splits_ref, teacher_ref = ray.put(splits), ray.put(teacher_states)
-    futures = [remote.remote(config, spec, splits_ref, teacher_ref, study.gpus_per_trial) for config, spec in runs]
-    while futures:
-        ready, futures = ray.wait(futures, num_returns=1)
-        on_result(ray.get(ready[0]))
+    with ray_log(study_dir):
+        ensure_ray(study)
+        remote = ray.remote(num_cpus=study.cpus_per_trial, num_gpus=study.gpus_per_trial)(_remote_run)
+        splits_ref, teacher_ref = ray.put(splits), ray.put(teacher_states)
+        futures = [remote.remote(config, spec, splits_ref, teacher_ref, study.gpus_per_trial) for config, spec in runs]
+        while futures:
+            ready, futures = ray.wait(futures, num_returns=1)
+            on_result(ray.get(ready[0]))

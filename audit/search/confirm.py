@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from audit import folder
 from audit.engine.data import Splits
 from audit.search.backend import run_all, run_spec
+from audit.search.recovery import check
 from audit.search.storage import best_config, open_storage
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 def pending_runs(study: Study, study_dir: Path) -> list[tuple[str, int, dict]]:
     """(method, seed, config) for every confirmation run not yet recorded."""
     storage = open_storage(study.storage, study_dir)
+    check(study, study_dir, storage)  # never confirm from a storage that lost what the journal holds
     todo = []
     for method in study.all_methods:
         config = best_config(storage, study.name, method)
@@ -38,4 +40,4 @@ def confirm(study: Study, study_dir: Path, splits: Splits, teacher_states: dict 
             on_run(rec)
 
     runs = [(config, run_spec(study, method, seed)) for method, seed, config in pending_runs(study, study_dir)]
-    run_all(study, runs, splits, teacher_states, record)
+    run_all(study, study_dir, runs, splits, teacher_states, record)

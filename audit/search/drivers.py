@@ -38,6 +38,12 @@ def counted_trials(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in ostudy.get_trials(deepcopy=False) if not t.user_attrs.get(CANCELLED)]
 
 
+def slot_of(trials: list[optuna.trial.FrozenTrial], number: int) -> int:
+    """A trial's place in its method's budget: how many counted trials were asked before it. The
+    same place holds the same configuration in an interrupted and an uninterrupted study."""
+    return sum(1 for t in trials if t.number < number and not t.user_attrs.get(CANCELLED))
+
+
 def last_sign_of_life(t: optuna.trial.FrozenTrial) -> float:
     """Unix time of a running trial's last heartbeat (its start when it has none)."""
     beat = t.user_attrs.get(HEARTBEAT)

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audit import folder
 from audit.engine.data import Splits
-from audit.search.backend import search_trials
+from audit.search.backend import run_all, run_spec, search_trials
 from audit.search.drivers import wait_for_other_drivers
+from audit.search.recovery import lost_record, lost_trials
 from audit.search.searchers import build_searcher
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ def search(study: Study, study_dir: Path, splits: Splits, teacher_states: dict |
     """Run every method's remaining search trials, interleaved; then wait for other drivers
     sharing the storage, and run again the places of any of their trials found dead."""
     train_splits = splits.without_test()
+    _run_lost_again(study, study_dir, train_splits, teacher_states, on_trial)
     while True:
         searcher, remaining = build_searcher(study, study_dir, on_trial)
         if remaining:
@@ -34,3 +37,15 @@ def search(study: Study, study_dir: Path, splits: Splits, teacher_states: dict |
             search_trials(study, study_dir, searcher, sum(remaining.values()), specs, train_splits, teacher_states)
         if not wait_for_other_drivers(study, study_dir):
             return
+
+
+def _run_lost_again(study: Study, study_dir: Path, splits: Splits, teacher_states: dict | None,
+                    on_trial: Callable[[dict], None] | None) -> None:
+    """Finished trials whose journal line was lost, run again on their configuration and seed."""
+    for method, slot, t in lost_trials(study, study_dir):
+        def record(rec: dict, slot: int = slot, t=t) -> None:  # noqa: ANN001
+            folder.append(study_dir, lost_record(rec, slot, t, study_dir))
+            if on_trial is not None:
+                on_trial(rec)
+
+        run_all(study, study_dir, [(dict(t.params), run_spec(study, method, study.search_seed))], splits, teacher_states, record)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import importlib.util
 import re
 import time
-import zlib
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from audit.errors import AuditError
+from audit.errors import AuditError, io_problem
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -47,10 +46,11 @@ def open_storage(storage: str | None, study_dir: Path) -> optuna.storages.BaseSt
         try:
             return optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
         except (IntegrityError, ProgrammingError) as exc:
-            # Two drivers creating Optuna's tables in an empty PostgreSQL database at the same
-            # moment collide (duplicate type/relation); the loser finds the tables made on retry.
+            # Two drivers creating Optuna's tables in an empty database at the same moment collide
+            # (PostgreSQL: duplicate type/relation; SQLite: alembic's version row); the loser finds
+            # the tables made on retry.
             text = str(exc).lower()
-            if attempt + 1 < _SCHEMA_RACE_ATTEMPTS and ("duplicate" in text or "already exists" in text):
+            if attempt + 1 < _SCHEMA_RACE_ATTEMPTS and any(w in text for w in ("duplicate", "already exists", "unique constraint")):
                 time.sleep(0.5 * (attempt + 1))
                 continue
             raise AuditError(_storage_error(url, exc)) from None
@@ -60,7 +60,8 @@ def open_storage(storage: str | None, study_dir: Path) -> optuna.storages.BaseSt
 
 
 def _storage_error(url: str, exc: Exception) -> str:
-    return f"cannot open Optuna storage {redact(url)!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    cause = io_problem(exc) or f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    return f"cannot open Optuna storage {redact(url)!r}: {cause}"
 
 
 def study_name(study: str, method: str) -> str:
@@ -74,11 +75,6 @@ def method_study(storage: optuna.storages.BaseStorage, study: str, method: str) 
         return optuna.load_study(study_name=study_name(study, method), storage=storage)
     except KeyError:
         return None
-
-
-def sampler_for(search_seed: int, method: str) -> optuna.samplers.BaseSampler:
-    # A fixed per-method offset keeps samplers independent across methods yet reproducible.
-    return optuna.samplers.TPESampler(seed=search_seed + zlib.crc32(method.encode()) % 100_000)
 
 
 def best_config(storage: optuna.storages.BaseStorage, study: str, method: str) -> dict | None:

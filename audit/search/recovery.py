@@ -23,7 +23,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from audit import folder
 from audit.errors import AuditError
-from audit.search.drivers import CANCELLED, DRIVER, METRIC, STALE_REASON, slot_of, told_value
+from audit.search.drivers import (
+    CANCELLED,
+    DRIVER,
+    METRIC,
+    STALE_REASON,
+    slot_of,
+    told_value,
+)
 from audit.search.storage import (
     method_study,
     open_storage,

@@ -42,7 +42,7 @@ DRIVER_ID = "driver_id"  # the id this folder's trials carry as Optuna user attr
 REPAIRS = "repairs.json"  # what resumes found damaged (torn journal lines, a rebuilt optuna.db) and did about it
 RESULT_COLUMNS = [
     "method", "phase", "trial", "seed", "status", "reason",
-    "val_acc_best", "val_acc_last", "test_acc_best", "test_acc_last", "best_epoch",
+    "val_acc_best", "val_acc_last", "val_nll", "objective", "test_acc_best", "test_acc_last", "best_epoch",
     "epochs", "pretrain_epochs", "steps", "images", "flops", "wall_s", "budget_hash", "accel",
 ]
 
@@ -339,13 +339,14 @@ def curves_frame(found: list[dict]) -> pd.DataFrame:
     """Per-epoch accuracies of every run (claims chosen by a per-epoch rule need them)."""
     rows = []
     for r in found:
-        test = r.get("test_curve") or []
+        test, nll = r.get("test_curve") or [], r.get("val_nll_curve") or []
         for i, v in enumerate(r.get("val_curve") or []):
             rows.append({
                 "method": r["method"], "phase": r["phase"], "trial": r.get("trial"), "seed": r.get("seed"),
-                "epoch": i + 1, "val_acc": v, "test_acc": test[i] if i < len(test) else None,
+                "epoch": i + 1, "val_acc": v, "val_nll": nll[i] if i < len(nll) else None,
+                "test_acc": test[i] if i < len(test) else None,
             })
-    return pd.DataFrame(rows, columns=["method", "phase", "trial", "seed", "epoch", "val_acc", "test_acc"])
+    return pd.DataFrame(rows, columns=["method", "phase", "trial", "seed", "epoch", "val_acc", "val_nll", "test_acc"])
 
 
 def canonical(found: list[dict], methods: list[str]) -> list[dict]:

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from audit import folder as audit_journal
 from audit.pipeline import Paths, create
-from audit.search.drivers import CANCELLED, reconcile
+from audit.search.drivers import CANCELLED, METRIC, reconcile
 from audit.search.searchers import build_searcher
 from audit.search.storage import storage_url, study_name
 from audit.study import Study
@@ -126,9 +126,9 @@ def test_a_slow_driver_whose_trial_was_cancelled_as_stale_goes_on(tmp_path):
     ot = sub._ot_trials["t1"]
     sub.storage.set_trial_user_attr(ot._trial_id, CANCELLED, "stale: driver x silent for 31 min")
     sub._ot_study.tell(ot.number, state=TrialState.FAIL)
-    searcher.on_trial_result("t1", {"val_acc": 50.0, "training_iteration": 1})
-    searcher.on_trial_complete("t1", {"val_acc": 90.0, "status": "ok", "method": config["method"]})
+    searcher.on_trial_result("t1", {METRIC: 50.0, "training_iteration": 1})
+    searcher.on_trial_complete("t1", {METRIC: 90.0, "val_acc": 90.0, "status": "ok", "method": config["method"]})
     rec = audit_journal.read(folder)[-1]
-    assert rec["status"] == "failed" and "cancelled by another driver as stale" in rec["reason"] and "val_acc" not in rec
+    assert rec["status"] == "failed" and "cancelled by another driver as stale" in rec["reason"] and METRIC not in rec
     frozen = sub._ot_study.get_trials()[ot.number]
     assert frozen.state == TrialState.FAIL and frozen.intermediate_values == {}

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study_file", nargs="?", type=Path, help="a declared study (TOML, e.g. studies/digits.toml); flags are then not used")
     p.add_argument("--method", action="append", default=[], help="method to audit (repeatable); nokd and kd are always added as references")
     p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
-    p.add_argument("--seeds", type=positive("--seeds"), default=5, help="confirmation seeds (default 5)")
-    p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 8)")
+    p.add_argument("--seeds", type=positive("--seeds"), default=None, help="confirmation seeds (default 10)")
+    p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 3)")
     p.add_argument("--augment", default=None, metavar="POLICY",
                    help="augmentation policy of every run: strength (default: the searched strength alone), standard "
                         "(crop with padding and flip), autoaugment-cifar10, or steps joined by '+', e.g. standard+strength")
@@ -116,7 +116,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
     name = args.name if args.name is not None else f"{args.dataset}-{'-'.join(m.lower() for m in args.method)}-{time.strftime('%Y%m%d-%H%M%S')}"
     kwargs = dict(
         name=name, methods=args.method, dataset=args.dataset, teacher=args.teacher, student=args.student,
-        trials=args.trials, seeds=list(range(1, args.seeds + 1)), split_seed=args.split_seed,
+        trials=args.trials, split_seed=args.split_seed,
         backend=args.backend, storage=args.storage, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
         max_failures=args.max_failures, options=_options(args), paper_protocol=args.paper_protocol,
@@ -124,6 +124,8 @@ def study_from_args(args: argparse.Namespace) -> Study:
     )
     if args.stale_after is not None:
         kwargs["stale_after_min"] = args.stale_after
+    if args.seeds is not None:
+        kwargs["seeds"] = list(range(1, args.seeds + 1))
     recipe_changes = {k: v for k, v in (("epochs", args.epochs), ("augment", args.augment)) if v is not None}
     if recipe_changes:
         kwargs["recipe"] = dataclasses.replace(DEFAULT_RECIPE, **recipe_changes)

@@ -17,8 +17,12 @@ import numpy as np
 
 from audit.errors import AuditError, unknown
 
-# digits has no official test split; this seed fixes one for every study.
+# digits has no official test split; this seed fixes one for every study. Half the images are test
+# images: 899 of them make one image 0.11 accuracy points (the seed spread of a confirmed run
+# shrinks with it, which is what gives the default audit its power), and a student trained on
+# the other half has room below its teacher (README, "The default audit").
 DIGITS_TEST_SEED = 20150309
+DIGITS_TEST_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ def _load_digits(data_dir: Path | None, download: bool) -> RawArrays:
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[:, None]  # N,1,8,8 in [0,1]
     y = d.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=DIGITS_TEST_SEED)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=DIGITS_TEST_FRACTION, stratify=y,
+                                              random_state=DIGITS_TEST_SEED)
     return x_tr, y_tr, x_te, y_te
 
 

@@ -24,7 +24,9 @@ from audit.engine.train import Accel, Recipe, train_student
 from audit.errors import AuditError
 from methods.catalogue import BASELINE
 
-TEACHER_RECIPE = Recipe(epochs=30, batch_size=128, lr=0.1)
+# 60 epochs: on the default digits split (719 training images) the teacher reaches 99.4 % on test
+# at 60 epochs and 99.0 % at 30; the default audit needs a teacher clearly above its student.
+TEACHER_RECIPE = Recipe(epochs=60, batch_size=128, lr=0.1)
 TEACHER_STRENGTH = 0.3
 
 

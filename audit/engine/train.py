@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -122,6 +123,7 @@ class RunResult:
     status: str  # "ok" or "failed"
     reason: str = ""
     val_acc: list[float] = field(default_factory=list)  # per epoch, percent
+    val_nll: list[float] = field(default_factory=list)  # per epoch, mean log-loss (nats) of the true class
     test_acc: list[float] = field(default_factory=list)  # per epoch, only when the test split was given
     train_loss: list[float] = field(default_factory=list)
     epochs: int = 0
@@ -152,16 +154,24 @@ class RunFailed(Exception):
     """A run that cannot go on (NaN/inf loss, out of memory); the reason is the message."""
 
 
-def accuracy(model: nn.Module, split: Split, batch_size: int = 1024, accel: Accel = Accel()) -> float:
+def scores(model: nn.Module, split: Split, batch_size: int = 1024, accel: Accel = Accel()) -> tuple[float, float]:
+    """(accuracy in percent, mean log-loss in nats) of ``model`` on ``split``."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.y.device)
+    nll = torch.zeros((), dtype=torch.float64, device=split.y.device)
     with torch.inference_mode(), accel.autocast():
         for i in range(0, len(split), batch_size):
             logits, _ = model(split.x[i : i + batch_size])
-            correct += (logits.argmax(1) == split.y[i : i + batch_size]).sum()
+            y = split.y[i : i + batch_size]
+            correct += (logits.argmax(1) == y).sum()
+            nll += F.cross_entropy(logits.float(), y, reduction="sum").double()
     model.train(was_training)
-    return 100.0 * correct.item() / len(split)
+    return 100.0 * correct.item() / len(split), nll.item() / len(split)
+
+
+def accuracy(model: nn.Module, split: Split, batch_size: int = 1024, accel: Accel = Accel()) -> float:
+    return scores(model, split, batch_size, accel)[0]
 
 
 class _Trainer:
@@ -314,8 +324,9 @@ def train_student(
     trainer = _Trainer(splits, recipe, strength, g, result, accel, cache)
 
     def evaluate() -> dict:
-        metrics = {"val_acc": accuracy(student, splits.val, accel=accel)}
+        metrics = dict(zip(("val_acc", "val_nll"), scores(student, splits.val, accel=accel)))
         result.val_acc.append(metrics["val_acc"])
+        result.val_nll.append(metrics["val_nll"])
         if splits.test is not None:
             metrics["test_acc"] = accuracy(student, splits.test, accel=accel)
             result.test_acc.append(metrics["test_acc"])

@@ -72,7 +72,8 @@ def run_trial(
         "config": dict(config),
         "status": result.status,
         "reason": result.reason,
-        "val_acc": result.val_last,  # the searched objective: validation accuracy at the budget's end
+        "val_acc": result.val_last,
+        "val_nll": result.val_nll[-1] if result.val_nll else None,
         "val_acc_last": result.val_last,
         "val_acc_best": result.val_best,
         "test_acc_last": result.test_last if result.test_acc else None,
@@ -85,6 +86,7 @@ def run_trial(
         "flops": result.flops,
         "wall_s": result.wall_s,
         "val_curve": result.val_acc,
+        "val_nll_curve": result.val_nll,
         "test_curve": result.test_acc,
         "budget_hash": spec.budget_hash,
         "accel": spec.accel.on(device).label(),

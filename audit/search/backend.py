@@ -20,6 +20,7 @@ from audit.engine.data import Splits
 from audit.engine.trial import RunSpec, pick_device, run_trial
 from audit.errors import AuditError
 from audit.search.drivers import METRIC
+from audit.search.objective import with_objective
 
 if TYPE_CHECKING:
     from audit.study import Study
@@ -188,11 +189,13 @@ def _ray_trainable(config: dict, specs: dict[str, RunSpec] = None, splits: Split
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         if epoch < spec.recipe.epochs:  # the last epoch arrives in the final, complete record
-            tune.report({METRIC: metrics[METRIC], "epoch": epoch, "train_loss": metrics["train_loss"]})
+            tune.report({METRIC: with_objective(metrics, n_val)[METRIC], "epoch": epoch, "train_loss": metrics["train_loss"]})
 
     # A failed run (NaN, OOM, an exception) is reported, not raised: it is deterministic, so a retry
     # would waste the budget; Tune's FailureConfig retries only crashes (a lost worker or node).
-    tune.report({**guarded_run(config, spec, splits, teacher_states, on_epoch, pick_device(gpus)), "node_id": node})
+    n_val = len(splits.val)
+    record = guarded_run(config, spec, splits, teacher_states, on_epoch, pick_device(gpus))
+    tune.report({**with_objective(record, n_val), "node_id": node})
 
 
 def _remote_run(config: dict, spec: RunSpec, splits: Splits, teacher_states: dict | None, gpus: float) -> dict:
@@ -228,8 +231,9 @@ def _search_local(study: Study, searcher, specs: dict[str, RunSpec], splits: Spl
         if config == Searcher.FINISHED or config is None:
             return
         spec = specs[config.pop("method")]
-        report = lambda e, m: searcher.on_trial_result(trial_id, {METRIC: m[METRIC], "training_iteration": e})  # noqa: E731
-        searcher.on_trial_complete(trial_id, guarded_run(config, spec, splits, teacher_states, report, device))
+        n_val = len(splits.val)
+        report = lambda e, m: searcher.on_trial_result(trial_id, {METRIC: with_objective(m, n_val)[METRIC], "training_iteration": e})  # noqa: E731
+        searcher.on_trial_complete(trial_id, with_objective(guarded_run(config, spec, splits, teacher_states, report, device), n_val))
         if searcher.fatal is not None:
             raise searcher.fatal
 

@@ -21,11 +21,16 @@ from audit.search.storage import method_study, open_storage
 if TYPE_CHECKING:
     from audit.study import Study
 
-METRIC = "val_acc"  # the objective told to Optuna: validation accuracy at the end of the budget
+METRIC = "objective"  # told to Optuna: audit.search.objective (validation accuracy, ties broken by log-loss)
 CANCELLED = "cancelled"  # user attr on Optuna trials that do not count against the budget
 DRIVER = "driver"  # user attr: the driver id of the folder whose driver started the trial
 HEARTBEAT = "heartbeat"  # user attr: unix time of a running trial's last sign of life (its start, each epoch)
 STALE_REASON = "cancelled by another driver as stale (no heartbeat for --stale-after); not counted"
+
+
+def told_value(record: dict) -> float:
+    """What Optuna is told for a journaled trial (records written before the tie-break: accuracy)."""
+    return record[METRIC] if record.get(METRIC) is not None else record["val_acc"]
 
 
 def counted_trials(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -65,7 +70,7 @@ def reconcile(study: Study, study_dir: Path) -> None:
                 continue
             rec = journaled.get(t.number)
             if rec is not None and rec["status"] == "ok":
-                ostudy.tell(t.number, rec[METRIC])
+                ostudy.tell(t.number, told_value(rec))
             elif rec is not None:
                 # A journaled failure counts against the budget, as when it is told live.
                 storage.set_trial_user_attr(t._trial_id, "reason", str(rec.get("reason"))[:500])

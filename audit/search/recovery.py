@@ -23,7 +23,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from audit import folder
 from audit.errors import AuditError
-from audit.search.drivers import CANCELLED, DRIVER, METRIC, STALE_REASON, slot_of
+from audit.search.drivers import (
+    CANCELLED,
+    DRIVER,
+    METRIC,
+    STALE_REASON,
+    slot_of,
+    told_value,
+)
 from audit.search.storage import (
     method_study,
     open_storage,
@@ -59,8 +66,8 @@ def disagreements(study: Study, study_dir: Path, storage: optuna.storages.BaseSt
                 found.append(f"{what} of trials.jsonl is missing from it")
             elif t.params != rec.get("config", {}):
                 found.append(f"{what} has parameters {t.params} there and {rec.get('config')} in trials.jsonl")
-            elif rec.get("status") == "ok" and t.state == TrialState.COMPLETE and t.value != rec.get(METRIC):
-                found.append(f"{what} has value {t.value} there and {rec.get(METRIC)} in trials.jsonl")
+            elif rec.get("status") == "ok" and t.state == TrialState.COMPLETE and t.value != told_value(rec):
+                found.append(f"{what} has value {t.value} there and {told_value(rec)} in trials.jsonl")
             elif rec.get("status") == "ok" and t.state not in (TrialState.COMPLETE, TrialState.RUNNING):
                 found.append(f"{what} is {t.state.name} there and ok in trials.jsonl")
     return found
@@ -178,7 +185,7 @@ def _rebuild(study: Study, study_dir: Path) -> Path | None:
             curve = (rec.get("val_curve") or []) if ok else []
             ostudy.add_trial(optuna.trial.create_trial(
                 params=rec.get("config", {}), distributions={k: spaces[method][k] for k in rec.get("config", {})},
-                value=rec[METRIC] if ok else None, state=TrialState.COMPLETE if ok else TrialState.FAIL,
+                value=told_value(rec) if ok else None, state=TrialState.COMPLETE if ok else TrialState.FAIL,
                 user_attrs=attrs, intermediate_values={i + 1: v for i, v in enumerate(curve[:-1])},
             ))
     return kept

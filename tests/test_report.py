@@ -17,7 +17,7 @@ from audit.cli import main
 from audit.errors import AuditError
 from audit.folder import StudyFolder
 from audit.judge.claim import judge_claim
-from audit.judge.relative import compare_methods
+from audit.judge.relative import compare_methods, power_gain
 from audit.judge.tuning import expected_max, expected_max_std
 from audit.report.importance import importance_table
 from audit.report.machine import MACHINE_JSON, machine_facts
@@ -213,6 +213,11 @@ def test_report_files_and_sections(study: Path) -> None:
     assert got.verdict == ("SUPPORTED" if got.p_adjusted < 0.05 else "CONTRADICTED" if expected.gain_ci_high < 0
                            else "INCONCLUSIVE")
     assert len(list((study / "figures").glob("*.png"))) == SMALL_STUDY_FIGURES
+    # the design's power, from the spread these runs measured (pooled over both methods, 2 runs each)
+    sd = float(np.sqrt((np.var(acc["kd"], ddof=1) + np.var(acc["nokd"], ddof=1)) / 2))
+    power = power_gain(1.0, 2, sd, alpha=0.05, tests=1)
+    assert f"pooled standard deviation {sd:.2f} points" in md and f"SUPPORTED with probability {power:.2f}" in md
+    assert power < 0.8 and "Below 0.8" in md  # two runs of each cannot decide a 1-point gain
     # provenance: the data checksum and the teacher's checksum from teacher.json
     teacher = json.loads((study / "teacher.json").read_text())
     assert teacher["ident"]["data_sha256"] in html and teacher["sha256"] in html

@@ -13,7 +13,7 @@ from audit.folder import StudyFolder
 from audit.judge.claims import matching_claims
 from audit.judge.improvement import MIN_RUNS
 from audit.judge.multiple import adjust_pvalues
-from audit.judge.relative import compare_methods
+from audit.judge.relative import compare_methods, power_gain, seeds_for_power
 from audit.report.claimed import claimed_gain
 from audit.report.document import Section, Table
 from audit.report.format import finite, fmt, fmt_p
@@ -125,9 +125,51 @@ def verdict_section(folder: StudyFolder, runs: dict[str, Runs], settings: Settin
               f"{folder.get('student')} ({n_reg} claims for {dataset} in the registry). The relative claims every "
               f"KD paper makes are judged below.")
     _relative_table(sec, rel_rows, settings)
+    _power_note(sec, runs, settings, sum(1 for r in rel_rows if r["result"] is not None))
     sec.note(f"Claims are judged on the confirmation runs: the best configuration on validation re-trained on "
              f"{len(folder.seeds)} seeds and scored once on the test set. p-values are adjusted across the "
              f"{settings.n_tests} test(s) in this report with {CORRECTIONS[settings.correction]}; a verdict that does "
              f"not survive the adjustment at alpha = {settings.alpha:g} is reported as INCONCLUSIVE. The seed spread of "
              f"an absolute verdict comes from {SPREADS[settings.spread]}.")
     return sec
+
+
+DESIGN_GAIN = 1.0  # points: the true gain over the baseline the design should detect (issue 13)
+
+
+def design_power(runs: dict[str, Runs], settings: Settings) -> tuple[float, float, int, int] | None:
+    """(power, pooled seed spread, runs per method, tests): the chance that a true gain of
+    ``DESIGN_GAIN`` points is declared SUPPORTED by this study's design, from the spread its own
+    confirmation runs measured (pooled over methods), at the level and number of tests of the report.
+    ``None`` when fewer than two methods have two runs."""
+    groups = [r.test_last for r in runs.values() if len(r.test_last) >= 2]
+    if len(groups) < 2:
+        return None
+    n = min(len(g) for g in groups)
+    variances = [float(pd.Series(g).var(ddof=1)) for g in groups]
+    sd = math.sqrt(sum(v * (len(g) - 1) for v, g in zip(variances, groups)) / sum(len(g) - 1 for g in groups))
+    if not (math.isfinite(sd) and sd > 0):
+        return None
+    tests = max(1, settings.n_tests)
+    return power_gain(DESIGN_GAIN, n, sd, alpha=settings.alpha, tests=tests), sd, n, tests
+
+
+def _power_note(sec: Section, runs: dict[str, Runs], settings: Settings, relative: int) -> None:
+    """What the verdicts could have found: a design without power makes INCONCLUSIVE uninformative."""
+    if not relative:
+        return
+    found = design_power(runs, settings)
+    if found is None:
+        return
+    power, sd, n, tests = found
+    need = seeds_for_power(DESIGN_GAIN, sd, alpha=settings.alpha, tests=tests)
+    text = (f"Power of this design: with {n} confirmation runs of each method and the seed spread its runs "
+            f"measured (pooled standard deviation {sd:.2f} points), a true gain of {DESIGN_GAIN:g} point over a "
+            f"reference is declared SUPPORTED with probability {power:.2f} (one-sided Welch at alpha {settings.alpha:g} / "
+            f"{tests} tests, a lower bound under the adjustment; audit.judge.relative.power_gain).")
+    if power < 0.8:
+        text += (f" Below 0.8: an INCONCLUSIVE verdict here says little; {need} runs of each would reach 0.8."
+                 if need is not None else " Below 0.8: an INCONCLUSIVE verdict here says little.")
+        sec.warn(text)
+    else:
+        sec.note(text)

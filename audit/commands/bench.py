@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--main-job", action="store_true",
                    help="also time `audit run --method feature_kd` on digits and split it into teacher, search, confirmation, orchestration")
     p.add_argument("--job-trials", type=positive("--job-trials"), default=50, help="main job: trials per method (default 50)")
-    p.add_argument("--job-seeds", type=positive("--job-seeds"), default=5, help="main job: confirmation seeds (default 5)")
+    p.add_argument("--job-seeds", type=positive("--job-seeds"), default=None, help="main job: confirmation seeds (default: audit run's)")
     p.add_argument("--job-epochs", type=positive("--job-epochs"), default=None, help="main job: epochs (default: the study default)")
     p.add_argument("--job-out", type=Path, default=None, help="main job: folder for its study folder (default: a temporary folder)")
     p.add_argument("--accuracy", action="store_true",

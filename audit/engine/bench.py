@@ -223,12 +223,14 @@ class JobSplit:
         return self.wall_s - self.training_s
 
 
-def main_job(out: Path, *, trials: int, seeds: int, epochs: int | None, cache_dir: Path | None,
+def main_job(out: Path, *, trials: int, seeds: int | None, epochs: int | None, cache_dir: Path | None,
              extra: list[str] | None = None) -> JobSplit:
     """Run the README's main job (``audit run --method feature_kd``) on digits in a fresh process and split its wall time."""
     name = f"bench-main-job-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [sys.executable, "-m", "audit.cli", "run", "--method", MAIN_JOB_METHOD, "--trials", str(trials),
-           "--seeds", str(seeds), "--out", str(out), "--name", name, *(extra or [])]
+           "--out", str(out), "--name", name, *(extra or [])]
+    if seeds is not None:
+        cmd += ["--seeds", str(seeds)]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
     if cache_dir is not None:

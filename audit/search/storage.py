@@ -39,18 +39,19 @@ def _with_driver(url: str) -> str:
 
 def open_storage(storage: str | None, study_dir: Path) -> optuna.storages.BaseStorage:
     """The RDB storage, one clear error line when it cannot be opened."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     url = storage_url(storage, study_dir)
     for attempt in range(_SCHEMA_RACE_ATTEMPTS):
         try:
             return optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
-        except (IntegrityError, ProgrammingError) as exc:
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
             # Two drivers creating Optuna's tables in an empty database at the same moment collide
-            # (PostgreSQL: duplicate type/relation; SQLite: alembic's version row); the loser finds
+            # (PostgreSQL: duplicate type/relation; SQLite: alembic's version row, or "table ... already
+            # exists" when both issued CREATE TABLE); the loser finds
             # the tables made on retry.
             text = str(exc).lower()
-            if attempt + 1 < _SCHEMA_RACE_ATTEMPTS and any(w in text for w in ("duplicate", "already exists", "unique constraint")):
+            if attempt + 1 < _SCHEMA_RACE_ATTEMPTS and any(w in text for w in ("duplicate", "already exists", "unique constraint", "database is locked")):
                 time.sleep(0.5 * (attempt + 1))
                 continue
             raise AuditError(_storage_error(url, exc)) from None

@@ -36,12 +36,22 @@ def audit(*args: str) -> list[str]:
     return [sys.executable, "-m", "audit.cli", *args]
 
 
+# Set in this process by the session's ray.init: a user's shell does not hold them, and with
+# RAY_AUTH_MODE set Ray starts without printing its token banner.
+_SET_BY_RAY_INIT = ("RAY_AUTH_MODE", "RAY_ADDRESS")
+
+
+def user_env() -> dict[str, str]:
+    """The environment a user's shell gives ``audit``: this one without what ray.init added."""
+    return {k: v for k, v in os.environ.items() if k not in _SET_BY_RAY_INIT}
+
+
 def start(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     """A process in its own process group (so it and everything it starts can be killed at once),
-    its output in ``log``."""
+    its output in ``log``; in a user's environment unless ``env`` is given."""
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+                                env=user_env() if env is None else env, start_new_session=True)
 
 
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

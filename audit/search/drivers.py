@@ -2,8 +2,10 @@
 against the budget, heartbeats, reconciling after a kill, and waiting for the others.
 
 Each study folder has a driver id (``audit.folder.driver_id``) that its trials carry as the Optuna
-user attr ``driver``. A running trial sends a heartbeat when it starts and every epoch; a driver
+user attr ``driver``. A running trial sends a heartbeat when it starts and after its epochs; a driver
 waiting to confirm takes another driver's trial silent for ``--stale-after`` minutes as dead.
+The heartbeats of one trial are at least a minute apart (a tenth of ``--stale-after`` when that is
+shorter): each is a storage write, and a short trial's epochs take seconds.
 """
 from __future__ import annotations
 

@@ -22,8 +22,10 @@ from audit.search.drivers import (
     CANCELLED,
     DRIVER,
     HEARTBEAT,
+    HEARTBEAT_EVERY_S,
     METRIC,
     STALE_REASON,
+    heartbeat_s,
     slot_of,
 )
 from audit.search.sampler import sampler_for
@@ -33,9 +35,6 @@ from methods import get_method
 if TYPE_CHECKING:
     from audit.engine.trial import RunSpec
     from audit.study import Study
-
-
-HEARTBEAT_EVERY_S = 60.0  # a running trial's heartbeats are at least this far apart (and a tenth of --stale-after)
 
 
 @cache
@@ -245,7 +244,7 @@ def build_searcher(study: Study, study_dir: Path, on_trial: Callable[[dict], Non
             continue
         subs[method] = budgeted(
             method=method, budget=study.trials, study_dir=study_dir, spec=run_spec(study, method, study.search_seed),
-            on_trial=on_trial, heartbeat_s=min(HEARTBEAT_EVERY_S, study.stale_after_min * 60 / 10),
+            on_trial=on_trial, heartbeat_s=heartbeat_s(study),
             space=spaces[method], metric=METRIC, mode="max",
             sampler=sampler_for(study.search_seed, method, spaces[method]),
             study_name=study_name(study.name, method), storage=storage,

@@ -17,6 +17,7 @@ from audit import folder
 from audit.engine.data import Splits
 from audit.search.backend import run_all, run_spec, search_trials
 from audit.search.drivers import wait_for_other_drivers
+from audit.search.objective import with_objective
 from audit.search.recovery import lost_record, lost_trials
 from audit.search.searchers import build_searcher
 
@@ -44,6 +45,8 @@ def _run_lost_again(study: Study, study_dir: Path, splits: Splits, teacher_state
     """Finished trials whose journal line was lost, run again on their configuration and seed."""
     for method, slot, t in lost_trials(study, study_dir):
         def record(rec: dict, slot: int = slot, t=t) -> None:  # noqa: ANN001
+            # Told and compared as a live trial's record is: with the search objective.
+            rec = with_objective(rec, len(splits.val)) if rec.get("status") == "ok" else rec
             folder.append(study_dir, lost_record(rec, slot, t, study_dir))
             if on_trial is not None:
                 on_trial(rec)

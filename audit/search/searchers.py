@@ -27,6 +27,7 @@ from audit.search.drivers import (
     STALE_REASON,
     heartbeat_s,
     slot_of,
+    told_value,
 )
 from audit.search.sampler import sampler_for
 from audit.search.storage import open_storage, study_name
@@ -145,7 +146,7 @@ def _classes() -> tuple[type, type]:
             if stale:
                 self._completed_trials.add(trial_id)
             elif record["status"] == "ok":
-                super().on_trial_complete(trial_id, {METRIC: record[METRIC]}, False)
+                super().on_trial_complete(trial_id, {METRIC: told_value(record)}, False)
             else:
                 ot.set_user_attr("reason", str(record["reason"])[:500])
                 self._ot_study.tell(ot, state=TrialState.FAIL)

@@ -44,10 +44,10 @@ def open_storage(storage: str | None, study_dir: Path) -> optuna.storages.BaseSt
     url = storage_url(storage, study_dir)
     for attempt in range(_SCHEMA_RACE_ATTEMPTS):
         try:
-            storage = optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
-            if url.startswith("sqlite:"):
-                _fast_sqlite(storage)
-            return storage
+            rdb = optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
+            if storage is None:  # the study folder's own file; a given URL (maybe shared, maybe on NFS) keeps SQLite's defaults
+                _fast_sqlite(rdb)
+            return rdb
         except (IntegrityError, ProgrammingError) as exc:
             # Two drivers creating Optuna's tables in an empty database at the same moment collide
             # (PostgreSQL: duplicate type/relation; SQLite: alembic's version row); the loser finds

@@ -19,6 +19,17 @@ def evaluator() -> optuna.importance.FanovaImportanceEvaluator:
     return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
+class Computed(optuna.importance.BaseImportanceEvaluator):
+    """Hands Optuna's importance plot the importances the report computed already: fANOVA fits a
+    forest per hyper-parameter, the costliest part of the report, so it runs once per method."""
+
+    def __init__(self, importances: dict[str, float]) -> None:
+        self.importances = dict(importances)
+
+    def evaluate(self, study: optuna.Study, params: list[str] | None = None, *, target=None) -> dict[str, float]:  # noqa: ANN001
+        return {k: v for k, v in self.importances.items() if params is None or k in params}
+
+
 def optuna_study(folder: StudyFolder, method: str) -> optuna.Study:
     """The method's Optuna study: from the folder's storage when it opens, else rebuilt in memory
     from the journal (a moved folder, a remote storage, a database locked by a running study)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from audit.engine.data import Splits
 from audit.engine.trial import RunSpec, pick_device, run_trial
 from audit.errors import AuditError
-from audit.search.drivers import METRIC
+from audit.search.drivers import METRIC, heartbeat_s
 from audit.search.objective import with_objective
 
 if TYPE_CHECKING:
@@ -179,16 +179,21 @@ def guarded_run(config: dict, spec: RunSpec, splits: Splits, teacher_states: dic
 
 
 def _ray_trainable(config: dict, specs: dict[str, RunSpec] = None, splits: Splits = None,
-                   teacher_states: dict | None = None, gpus: float = 0.0) -> None:
+                   teacher_states: dict | None = None, gpus: float = 0.0, beat_s: float = 0.0) -> None:
     import ray
     from ray import tune
 
     config = dict(config)
     spec = specs[config.pop("method")]
     node = ray.get_runtime_context().get_node_id()  # which node ran it (hostname alone is ambiguous)
+    last = [time.monotonic()]
 
     def on_epoch(epoch: int, metrics: dict) -> None:
-        if epoch < spec.recipe.epochs:  # the last epoch arrives in the final, complete record
+        # An epoch's result only carries the trial's heartbeat (the searcher tells Optuna nothing
+        # else before the end): sent when one is due, not for every epoch of a seconds-long trial.
+        # The last epoch arrives in the final, complete record.
+        if epoch < spec.recipe.epochs and time.monotonic() - last[0] >= beat_s:
+            last[0] = time.monotonic()
             tune.report({METRIC: with_objective(metrics, n_val)[METRIC], "epoch": epoch, "train_loss": metrics["train_loss"]})
 
     # A failed run (NaN, OOM, an exception) is reported, not raised: it is deterministic, so a retry
@@ -258,7 +263,8 @@ def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         trainable = tune.with_resources(
             # Data and teacher weights go to the object store once, not pickled into every trial.
-            tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_states=teacher_states, gpus=study.gpus_per_trial),
+            tune.with_parameters(_ray_trainable, specs=specs, splits=splits, teacher_states=teacher_states, gpus=study.gpus_per_trial,
+                                 beat_s=heartbeat_s(study)),
             {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
         )
         concurrent = study.max_concurrent or default_concurrency(study)

@@ -2,8 +2,10 @@
 against the budget, heartbeats, reconciling after a kill, and waiting for the others.
 
 Each study folder has a driver id (``audit.folder.driver_id``) that its trials carry as the Optuna
-user attr ``driver``. A running trial sends a heartbeat when it starts and every epoch; a driver
+user attr ``driver``. A running trial sends a heartbeat when it starts and after its epochs; a driver
 waiting to confirm takes another driver's trial silent for ``--stale-after`` minutes as dead.
+The heartbeats of one trial are at least a minute apart (a tenth of ``--stale-after`` when that is
+shorter): each is a storage write, and a short trial's epochs take seconds.
 """
 from __future__ import annotations
 
@@ -26,6 +28,13 @@ CANCELLED = "cancelled"  # user attr on Optuna trials that do not count against 
 DRIVER = "driver"  # user attr: the driver id of the folder whose driver started the trial
 HEARTBEAT = "heartbeat"  # user attr: unix time of a running trial's last sign of life (its start, each epoch)
 STALE_REASON = "cancelled by another driver as stale (no heartbeat for --stale-after); not counted"
+HEARTBEAT_EVERY_S = 60.0  # a running trial's heartbeats are at least this far apart (or a tenth of --stale-after)
+
+
+def heartbeat_s(study: Study) -> float:
+    """Seconds between two heartbeats of a running trial: each is a storage write (and, on Ray, a
+    result Tune processes), while waiting drivers judge silence in minutes."""
+    return min(HEARTBEAT_EVERY_S, study.stale_after_min * 60 / 10)
 
 
 def told_value(record: dict) -> float:

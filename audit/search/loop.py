@@ -45,7 +45,8 @@ def _run_lost_again(study: Study, study_dir: Path, splits: Splits, teacher_state
     """Finished trials whose journal line was lost, run again on their configuration and seed."""
     for method, slot, t in lost_trials(study, study_dir):
         def record(rec: dict, slot: int = slot, t=t) -> None:  # noqa: ANN001
-            rec = with_objective(rec, len(splits.val)) if rec.get("status") == "ok" else rec  # as the search told it
+            # Told and compared as a live trial's record is: with the search objective.
+            rec = with_objective(rec, len(splits.val)) if rec.get("status") == "ok" else rec
             folder.append(study_dir, lost_record(rec, slot, t, study_dir))
             if on_trial is not None:
                 on_trial(rec)

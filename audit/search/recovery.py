@@ -182,11 +182,10 @@ def _rebuild(study: Study, study_dir: Path) -> Path | None:
                 attrs[CANCELLED] = "stale (rebuilt)"
             elif not ok:
                 attrs["reason"] = str(rec.get("reason"))[:500]
-            curve = (rec.get("val_curve") or []) if ok else []
             ostudy.add_trial(optuna.trial.create_trial(
                 params=rec.get("config", {}), distributions={k: spaces[method][k] for k in rec.get("config", {})},
                 value=told_value(rec) if ok else None, state=TrialState.COMPLETE if ok else TrialState.FAIL,
-                user_attrs=attrs, intermediate_values={i + 1: v for i, v in enumerate(curve[:-1])},
+                user_attrs=attrs,  # no epoch values, as in a live search (the journal keeps the curves)
             ))
     return kept
 

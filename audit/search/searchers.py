@@ -22,8 +22,10 @@ from audit.search.drivers import (
     CANCELLED,
     DRIVER,
     HEARTBEAT,
+    HEARTBEAT_EVERY_S,
     METRIC,
     STALE_REASON,
+    heartbeat_s,
     slot_of,
     told_value,
 )
@@ -46,9 +48,11 @@ def _classes() -> tuple[type, type]:
         failed trial with its reason, and cancels trials asked beyond the method's budget."""
 
         def __init__(self, *, method: str, budget: int, study_dir: Path, spec: RunSpec,
-                     on_trial: Callable[[dict], None] | None, **kwargs) -> None:
+                     on_trial: Callable[[dict], None] | None, heartbeat_s: float = HEARTBEAT_EVERY_S, **kwargs) -> None:
             super().__init__(**kwargs)
             self.method, self.budget, self.study_dir, self.spec, self.on_trial = method, budget, study_dir, spec, on_trial
+            self.heartbeat_s = heartbeat_s
+            self.beats: dict[str, float] = {}  # Tune's trial id -> when its last heartbeat was written
             self.driver = folder.driver_id(study_dir)
             self.storage = kwargs["storage"]
             self.slots: dict[str, int] = {}  # Tune's trial id -> the trial's place in the budget
@@ -81,7 +85,8 @@ def _classes() -> tuple[type, type]:
                     self._completed_trials.add(trial_id)
                     return Searcher.FINISHED
                 ot.set_user_attr(DRIVER, self.driver)  # so a resume reconciles only its own trials
-                ot.set_user_attr(HEARTBEAT, time.time())
+                self.beats[trial_id] = time.time()
+                ot.set_user_attr(HEARTBEAT, self.beats[trial_id])
             except Exception as exc:  # noqa: BLE001 - a storage that cannot be written stops the study, named
                 self.fatal = exc
                 return Searcher.FINISHED
@@ -93,14 +98,20 @@ def _classes() -> tuple[type, type]:
             return self.storage.get_trial(ot._trial_id).state != TrialState.RUNNING
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
+            # An epoch's result is a sign of life, written at most every ``heartbeat_s``: each write
+            # is a storage transaction, and waiting drivers judge silence in minutes. Epoch values
+            # are not told to Optuna (no pruner reads them); the journal keeps every run's curve.
             ot = self._ot_trials.get(trial_id)
             if ot is None or trial_id in self._completed_trials or self.fatal is not None:
+                return
+            now = time.time()
+            if now - self.beats.get(trial_id, now) < self.heartbeat_s:
                 return
             try:
                 if self._cancelled_elsewhere(ot):
                     return
-                ot.set_user_attr(HEARTBEAT, time.time())
-                super().on_trial_result(trial_id, result)
+                ot.set_user_attr(HEARTBEAT, now)
+                self.beats[trial_id] = now
             except Exception as exc:  # noqa: BLE001
                 self.fatal = exc
 
@@ -116,6 +127,7 @@ def _classes() -> tuple[type, type]:
 
         def _complete(self, trial_id: str, result: dict | None, error: bool, crash: str | None) -> None:
             ot = self._ot_trials[trial_id]
+            self.beats.pop(trial_id, None)
             # Its place in the budget was given to a re-run elsewhere: journal it as not counted, tell nothing.
             stale = self._cancelled_elsewhere(ot)
             # Tune flattens nested results ("config/alpha"): the trial's parameters come from Optuna.
@@ -233,7 +245,8 @@ def build_searcher(study: Study, study_dir: Path, on_trial: Callable[[dict], Non
             continue
         subs[method] = budgeted(
             method=method, budget=study.trials, study_dir=study_dir, spec=run_spec(study, method, study.search_seed),
-            on_trial=on_trial, space=spaces[method], metric=METRIC, mode="max",
+            on_trial=on_trial, heartbeat_s=heartbeat_s(study),
+            space=spaces[method], metric=METRIC, mode="max",
             sampler=sampler_for(study.search_seed, method, spaces[method]),
             study_name=study_name(study.name, method), storage=storage,
         )

@@ -13,7 +13,7 @@ from audit.report import figures
 from audit.report.claimed import claimed_here, registry_gain
 from audit.report.document import Section, Table
 from audit.report.format import finite, fmt
-from audit.report.importance import evaluator, importance_table
+from audit.report.importance import Computed, importance_table
 from audit.report.runs import Runs
 from methods.catalogue import BASELINE, SHARED_SPACE
 
@@ -86,7 +86,7 @@ def _importances(sec: Section, folder: StudyFolder, runs: dict[str, Runs]) -> No
         found[m] = imp
         sec.figure(f"importance_{m}", f"Hyper-parameter importance of {m}",
                    "The longest bar marks the hyper-parameter that explains most of the variation in validation accuracy.",
-                   lambda ostudy=ostudy, m=m: figures.importances(ostudy, evaluator(), m), compact=True)
+                   lambda ostudy=ostudy, m=m, imp=imp: figures.importances(ostudy, Computed(imp), m), compact=True)
     params = list(dict.fromkeys([*SHARED_HPS, *(k for imp in found.values() for k in imp)]))
     params = [p for p in params if any(p in imp for imp in found.values())]
     rows = [[m, *(fmt(found[m].get(p), ".3f") if m in found else "—" for p in params), why_not.get(m, "")] for m in runs]

@@ -74,8 +74,11 @@ def check(rep: Reproduction, *, data_dir: Path | None, cache_dir: Path | None, d
     splits: dict[str, Splits] = {}
     for p in rep.protocols:
         if _data_key(p) not in splits:
-            splits[_data_key(p)] = load_splits(p.dataset, split_seed=0, val_fraction=0.0, data_dir=data_dir,
-                                               download=download, device=device, normalize=p.normalize)
+            try:
+                splits[_data_key(p)] = load_splits(p.dataset, split_seed=0, val_fraction=0.0, data_dir=data_dir,
+                                                   download=download, device=device, normalize=p.normalize)
+            except AuditError as exc:  # which claim needed the data set, then what is missing
+                raise AuditError(f"claim {p.claim_id} needs {p.dataset}: {exc}") from None
     return splits
 
 

@@ -76,6 +76,10 @@ class Reproduction:
     def to_dict(self) -> dict:
         skip = {"protocols", "accel"}
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip and getattr(self, f.name) is not None}
+        if self.storage is not None:  # the password is never written down (docs/cluster.md)
+            from audit.search.storage import redact
+
+            d["storage"] = redact(self.storage)
         d["claims"] = self.claims
         d["protocols"] = [p.to_dict() for p in self.protocols]
         if self.accel is not None:

@@ -211,6 +211,16 @@ def test_a_study_file_holds_the_flags(tmp_path, capsys):
     assert re.findall(r"^(C\d+) ", capsys.readouterr().out, flags=re.M) == ["C090", "C087"]
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "studies" / "reproduce").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_declared_reproductions_resolve(path):
+    from audit.cli import build_parser
+    from audit.commands.reproduce import _reproduction
+
+    rep = _reproduction(build_parser().parse_args(["reproduce", str(path)]))
+    assert rep.protocols and all(p.seeds for p in rep.protocols) and rep.name == path.stem.replace("_", "-")
+
+
 @pytest.mark.slow
 def test_a_study_file_runs(tmp_path, cifar10, teacher_cache):
     f = tmp_path / "one.toml"

@@ -7,8 +7,10 @@ from audit.errors import AuditError
 from audit.study import Study
 from methods import method_names
 
-# studies/presets/ holds `audit reproduce`'s protocol presets, not studies (tests/test_presets.py).
-STUDIES = sorted(p for p in Path(__file__).parent.parent.joinpath("studies").rglob("*.toml") if "presets" not in p.parts)
+# studies/presets/ holds `audit reproduce`'s protocol presets and studies/reproduce/ its study files,
+# not studies (tests/test_presets.py, tests/test_reproduce.py).
+STUDIES = sorted(p for p in Path(__file__).parent.parent.joinpath("studies").rglob("*.toml")
+                 if not {"presets", "reproduce"} & set(p.parts))
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)

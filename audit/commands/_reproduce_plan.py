@@ -97,9 +97,9 @@ def print_arms(console: Console, rep_dir: Path) -> None:
         return
     df = pd.read_csv(path)
     table = Table(title=f"claimed | as published | equal-budget tuned — {rep_dir}")
-    for col in ("claim", "method", "claimed", "as published", "verdict", "claimed - published", "tuned method", "tuned kd"):
+    for col in ("claim", "method", "claimed", "as published", "verdict", "claimed - published", "tuned method", "tuned classical KD"):
         table.add_column(col, justify="left" if col in ("claim", "method", "verdict") else "right")
     for r in df.itertuples():
         table.add_row(str(r.claim_id), str(r.method), fmt(r.claimed), fmt(r.published_mean), str(r.verdict),
-                      fmt(r.claimed_minus_published, "+.2f"), fmt(r.tuned_method_mean), fmt(r.tuned_kd_mean))
+                      fmt(r.claimed_minus_published, "+.2f"), fmt(r.tuned_method_mean), fmt(r.tuned_classical_mean))
     console.print(table)

@@ -4,8 +4,8 @@ verdict (DESIGN.md, "Two arms for one claim"):
 
 - claimed minus as published: is the number reproducible at all, under the source's own protocol
   and selection rule? (the claim's verdict, from ``audit.judge.claim``);
-- as published against tuned ``kd``: does the method's gain survive when classical KD gets the
-  same tuning budget? (Welch's test, ``audit.judge.relative``; both arms at their last epoch, so
+- as published against classical KD tuned: does the method's gain survive when classical KD gets
+  the same tuning budget? (Welch's test, ``audit.judge.relative``; both arms at their last epoch, so
   neither number was picked on the test set).
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _verdict(p: dict, values: list[float], margin: float, alpha: float):  # noqa
 
 
 def _tuned(audits: list[StudyFolder], p: dict) -> tuple[StudyFolder | None, list[float], list[float]]:
-    """The equal-budget study of the claim's data set and pair: the method's and kd's confirmed runs."""
+    """The equal-budget study of the claim's data set and pair: the method's and classical KD's confirmed runs."""
     for f in audits:
         if (f.get("dataset"), f.get("teacher"), f.get("student")) == (p["dataset"], p["teacher"], p["student"]) \
                 and p["method"] in f.all_methods:
@@ -94,16 +94,16 @@ def arms_section(protocols: list[dict], records: list[dict], audits: list[StudyF
                       "published_mean": v.mean if v else None, "published_n": len(arm.values), "verdict": v.verdict if v else None,
                       "claimed_minus_published": -v.diff if v else None, "ci_low": -v.ci_high if v else None,
                       "ci_high": -v.ci_low if v else None, "tuned_method_mean": pd.Series(tuned_m).mean() if tuned_m else None,
-                      "tuned_kd_mean": pd.Series(tuned_kd).mean() if tuned_kd else None, "published_vs_tuned_kd_p": p_kd})
+                      "tuned_classical_mean": pd.Series(tuned_kd).mean() if tuned_kd else None, "published_vs_tuned_classical_p": p_kd})
     level = 1 - 2 * alpha
     sec.table(Table(["claim", "method", "pair", "claimed (%)", "reproduced as published (%)", "verdict",
-                     f"claimed − as published [{level:.0%} CI]", "equal-budget tuned method (%)", "equal-budget tuned kd (%)",
-                     f"as published − tuned kd [{1 - alpha:.0%} CI]", "p (one-sided)"],
+                     f"claimed − as published [{level:.0%} CI]", "equal-budget tuned method (%)", f"equal-budget tuned {CLASSICAL} (%)",
+                     f"as published − tuned {CLASSICAL} [{1 - alpha:.0%} CI]", "p (one-sided)"],
                     rows, "arms.csv", pd.DataFrame(frame), classes, "verdict-table",
                     f"Each claim: the number as published, reproduced under its source's protocol, and the equal-budget arm (margin ±{margin:g} points)"))
     sec.note("Claimed − as published: is the number reproducible at all? The verdict reads it against the margin "
              "(REPRODUCED: the interval lies inside it; NOT REPRODUCED: below it; EXCEEDED: above it), under the claim's "
-             "own rule: each run contributes its last or its best test epoch as the source did. As published − tuned kd: "
+             "own rule: each run contributes its last or its best test epoch as the source did. As published − tuned classical KD: "
              "does the gain survive equal tuning? Welch's test of the as-published runs against classical KD tuned under "
              "the equal budget, both at their last epoch.")
     if not with_audit:

@@ -8,11 +8,13 @@ features t, margin mu and rho(t) = [t > 0], the alternative (hinge-squared) loss
     L_i = sum rho(t) * relu(mu - r(s))^2 + (1 - rho(t)) * relu(mu + r(s))^2
     L   = scale * sum_i w_i L_i / (batch * 1000),  w = (..., 1/4, 1/2, 1) from the first to the last stage
 
-Stage 2 trains the student by KD: (1 - alpha) CE + alpha T^2 KL. Stage 1 runs inside the budget
-through ``pretrain`` for a fraction of the epochs (the survey's 10 of 200).
+Stage 2 trains the student by KD: (1 - alpha) CE + alpha KL, the KL at temperature T and times
+T^2 only when ``t_squared`` (Hinton et al.'s scaling, which the seed survey's KD stage used). Stage 1
+runs inside the budget through ``pretrain`` for a fraction of the epochs (the survey's 10 of 200).
 
-Paper defaults (the authors' CIFAR-10 code): margin 1.0, scale 3, KD at temperature 3 on the KL
-term alone (alpha = 1).
+Paper defaults (the authors' CIFAR-10 code, ``train_KD``): margin 1.0, scale 3, stage 2 the KL
+at temperature 3 alone, summed over classes and averaged over the batch, without T^2 (alpha = 1,
+t_squared false).
 """
 from __future__ import annotations
 
@@ -84,8 +86,9 @@ class AB(Method):
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, _ = self.student(x)
         t_logits, _ = self.teacher_forward(x)
-        alpha = float(self.hp["alpha"])
-        losses = {"kd": alpha * kd_divergence(logits, t_logits, float(self.hp["temperature"]))}
+        alpha, temp = float(self.hp["alpha"]), float(self.hp["temperature"])
+        kd = kd_divergence(logits, t_logits, temp) * (1.0 if self.hp["t_squared"] else 1.0 / temp**2)
+        losses = {"kd": alpha * kd}
         if alpha < 1:
             losses["ce"] = (1.0 - alpha) * F.cross_entropy(logits, y)
         return logits, losses

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods import register_method
-from methods._feature_common import ctx_stages, pool_to
+from methods._feature_common import ctx_stages, match_spatial
 from methods.base import Context, Method
 
 
@@ -26,11 +26,10 @@ def attention_map(f: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def at_loss(f_s: torch.Tensor, f_t: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    # Different spatial sizes: the larger feature map is pooled before its attention map is taken,
+    # as the CRD benchmark's and mdistiller's code do (the authors' code needs equal sizes).
+    f_s, f_t = match_spatial(f_s, f_t)
     a_s, a_t = attention_map(f_s, p), attention_map(f_t, p)
-    if a_s.shape[-2:] != a_t.shape[-2:]:
-        # Different spatial sizes: pool the larger attention map (not the features) to the smaller.
-        hw = min(a_s.shape[-2:], a_t.shape[-2:], key=lambda s: s[0] * s[1])
-        a_s, a_t = pool_to(a_s.unsqueeze(1), hw).squeeze(1), pool_to(a_t.unsqueeze(1), hw).squeeze(1)
     q_s = F.normalize(a_s.flatten(1), dim=1)
     q_t = F.normalize(a_t.flatten(1), dim=1)
     return (q_s - q_t).pow(2).mean()

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audit.engine.datasets import DatasetInfo
 from audit.engine.models import Features, model_names
+from audit.engine.policies import get_policy
 from audit.errors import AuditError, unknown
 from methods.catalogue import Card
 
@@ -66,6 +68,8 @@ class Context:
     # The run's generator, for methods that draw their own random numbers (UDA's strong view).
     generator: torch.Generator | None = None
     hflip: bool = True  # whether mirroring an image keeps its label in this data set
+    # The data set's shape and normalisation, for methods that draw a view by policy name (UDA's).
+    info: DatasetInfo | None = None
     # The engine's way to take a network a method trained (TAKD's assistant) as a frozen teacher.
     as_teacher: Callable[[nn.Module], nn.Module] = _frozen
 
@@ -129,6 +133,11 @@ class Method(nn.Module):
         resolved = {}
         for name, value in options.items():
             kind = cls.card.options[name].kind
+            if kind == "policy":  # an augmentation policy by name (audit.engine.policies)
+                if not isinstance(value, str):
+                    raise AuditError(f"option {name} of method {cls.name} must be an augmentation policy name, got {value!r}")
+                resolved[name] = get_policy(value).name
+                continue
             archs = [value] if kind == "architecture" else value
             if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
                 raise AuditError(f"option {name} of method {cls.name} must be {'an architecture name' if kind == 'architecture' else 'a list of architecture names'}, got {value!r}")

@@ -35,7 +35,7 @@ SHARED_SPACE: dict[str, BaseDistribution] = {
     "alpha": FloatDistribution(0.0, 1.0),
     "strength": FloatDistribution(0.0, 1.0),
 }
-OPTION_KINDS = ("architecture", "architectures")
+OPTION_KINDS = ("architecture", "architectures", "policy")
 PATH = Path(__file__).with_name("catalogue.toml")
 
 
@@ -64,6 +64,9 @@ class Card:
     space: dict[str, BaseDistribution]
     extra_cost: str = "none"
     notes: tuple[str, ...] = ()
+    # How the loss is scaled against its authors' and the benchmarks' code (``audit methods`` shows
+    # it): which of our values give their loss, so a preset can convert (studies/presets/).
+    convention: str = ""
     needs_teacher: bool = True
     options: dict[str, Option] = field(default_factory=dict)
 
@@ -101,7 +104,7 @@ def _card(name: str, d: dict) -> Card:
         name=name, aliases=tuple(d.get("aliases", ())), paper=d["paper"], year=int(d["year"]), family=d["family"],
         shared=tuple(d.get("shared", SHARED_SPACE)), defaults=dict(d.get("defaults", {})),
         space={k: _distribution(name, k, v) for k, v in d.get("space", {}).items()},
-        extra_cost=d.get("extra_cost", "none"), notes=tuple(d.get("notes", ())),
+        extra_cost=d.get("extra_cost", "none"), notes=tuple(d.get("notes", ())), convention=d.get("convention", ""),
         needs_teacher=bool(d.get("needs_teacher", True)), options=options,
     )
     if card.family not in FAMILIES:

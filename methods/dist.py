@@ -5,9 +5,11 @@ the inter-class relation compares each sample's class distribution and the intra
 relation each class's distribution over the batch, both with Pearson correlation rho:
 
     L_inter = 1 - mean_i rho(Y_s[i, :], Y_t[i, :]),   L_intra = 1 - mean_j rho(Y_s[:, j], Y_t[:, j])
-    loss = alpha * CE + beta * L_inter + gamma * L_intra
+    loss = alpha * CE + tau^2 * (beta * L_inter + gamma * L_intra)
 
-Paper defaults: alpha = beta = gamma = 1, tau = 1.
+The tau^2 is the authors' code's (mmrazor's DISTLoss, which the DIST repository uses); the
+paper's pseudo-code leaves it out, which is the same at the paper's default tau = 1 and 1/tau^2
+of the authors' loss anywhere else. Paper defaults: alpha = beta = gamma = 1, tau = 1.
 """
 from __future__ import annotations
 
@@ -26,12 +28,12 @@ def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.T
 
 
 def dist_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_inter, L_intra) on softmax(z / tau); no tau^2 factor, as in the paper's pseudo-code."""
+    """(tau^2 L_inter, tau^2 L_intra) on softmax(z / tau), scaled as the authors' code scales them."""
     y_s = F.softmax(student_logits / tau, dim=1)
     y_t = F.softmax(teacher_logits / tau, dim=1)
     inter = 1.0 - pearson_rows(y_s, y_t).mean()
     intra = 1.0 - pearson_rows(y_s.t(), y_t.t()).mean()
-    return inter, intra
+    return tau**2 * inter, tau**2 * intra
 
 
 @register_method

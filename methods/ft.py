@@ -9,8 +9,10 @@ F_S, trained with
     loss = (1 - alpha) CE + alpha KD + beta * mean | F_S / |F_S|_2 - F_T / |F_T|_2 |      (p = 1)
 
 The paraphraser's training runs inside the budget through ``pretrain`` (those epochs count as
-used); it is then frozen in eval mode. Defaults: k = 0.5, p = 1, beta = 200 (the CRD benchmark's
-weight for this mean-normalised L1), FT alone (alpha = 0).
+used); it is then frozen in eval mode. Defaults (the authors' code, Factor-Transfer-pytorch's
+``train_student.py``): k = 0.5, p = 1, beta = 500, FT alone (alpha = 0). ``factor = "attention"``
+compares what the CRD benchmark's FactorTransfer compares instead: the L2-normalised channel mean
+of the squared factor (an attention map of it), with its weight 200.
 """
 from __future__ import annotations
 
@@ -56,9 +58,17 @@ class Translator(nn.Module):
         return self.encoder(x)
 
 
-def ft_loss(factor_s: torch.Tensor, factor_t: torch.Tensor, p: int = 1) -> torch.Tensor:
-    """Mean |F_S/|F_S| - F_T/|F_T||^p over batch and elements, factors flattened per sample."""
+FACTOR_FORMS = ("flat", "attention")
+
+
+def ft_loss(factor_s: torch.Tensor, factor_t: torch.Tensor, p: int = 1, form: str = "flat") -> torch.Tensor:
+    """Mean |F_S/|F_S| - F_T/|F_T||^p over batch and elements: factors flattened per sample
+    (``flat``, the paper's), or each factor's channel mean of squares (``attention``, the CRD benchmark's)."""
+    if form not in FACTOR_FORMS:
+        raise ValueError(f"ft factor must be one of {FACTOR_FORMS}, got {form!r}")
     factor_s, factor_t = match_spatial(factor_s, factor_t)
+    if form == "attention":
+        factor_s, factor_t = factor_s.pow(2).mean(1), factor_t.pow(2).mean(1)
     diff = F.normalize(factor_s.flatten(1), dim=1) - F.normalize(factor_t.flatten(1), dim=1)
     return diff.abs().pow(p).mean()
 
@@ -107,7 +117,7 @@ class FT(Method):
         alpha = float(self.hp["alpha"])
         losses = {
             "ce": (1.0 - alpha) * F.cross_entropy(logits, y),
-            "ft": float(self.hp["beta"]) * ft_loss(factor_s, factor_t, int(self.hp["p"])),
+            "ft": float(self.hp["beta"]) * ft_loss(factor_s, factor_t, int(self.hp["p"]), str(self.hp["factor"])),
         }
         losses.update(self.optional_kd(logits, t_logits))
         return logits, losses

@@ -5,9 +5,11 @@ matches the teacher's logit relations, not their range. As a KD variant:
 
     loss = ce_weight * CE(s, y) + kd_weight * T^2 * KL(softmax(Z(t) / T) || softmax(Z(s) / T))
 
-with std the population standard deviation over the classes (the paper's Algorithm 1) and T
-the "base temperature". Paper defaults (CIFAR-100, KD + logit standardisation): T = 2,
-kd_weight = 9, ce_weight = 1 (the official repository's ``--base-temp 2 --kd-weight 9``).
+with std the unbiased (n - 1) standard deviation over the classes, as the authors' code computes
+it (``torch.std``; the paper's Algorithm 1 writes the population std, the same loss at a base
+temperature sqrt(C/(C-1)) times larger) and T the "base temperature". Paper defaults (CIFAR-100,
+KD + logit standardisation): T = 2, kd_weight = 9, ce_weight = 1 (the official repository's
+``--base-temp 2 --kd-weight 9``).
 """
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ EPS = 1e-7
 
 
 def standardize(logits: torch.Tensor) -> torch.Tensor:
-    """Per-sample z-score over the classes (population std, as the paper writes it)."""
+    """Per-sample z-score over the classes (unbiased std, as the authors' code computes it)."""
     mean = logits.mean(dim=1, keepdim=True)
-    std = logits.std(dim=1, keepdim=True, unbiased=False)
+    std = logits.std(dim=1, keepdim=True)
     return (logits - mean) / (std + EPS)
 
 

@@ -2,8 +2,11 @@
 arXiv 1902.03393).
 
 An assistant of intermediate size is distilled from the teacher with KD, then the student is
-distilled from the assistant with KD (the same loss as ``kd``). Paper defaults (CIFAR): T and
-lambda searched per pair (its code's defaults T=5, lambda=0.5 match the seed survey's).
+distilled from the assistant with KD: (1 - lambda) CE + lambda T^2 KL. The authors' code takes
+the KL with ``nn.KLDivLoss()``, which averages over the batch AND the classes (``kl_reduction =
+"classes"``, the default here); Hinton et al.'s and the seed survey's KL sums over the classes
+(``"batch"``), C times more. Paper defaults (CIFAR): T and lambda searched per pair (T=5,
+lambda=0.5 as the seed survey ran it).
 
 The assistant's architecture is this method's option ``assistant`` (``[options.takd]`` in a study,
 ``--assistant`` on the command line); by default a CIFAR ResNet halfway in depth between a ResNet
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+import torch
 from torch import nn
 
 from audit.engine.models import build_model
@@ -34,6 +38,24 @@ def default_assistant(teacher: str, student: str) -> str:
                          "(or assistant in the study file's [options.takd])")
     mid = (int(m_t.group(1)) + int(m_s.group(1))) / 2
     return f"resnet{min(_RESNET_DEPTHS, key=lambda d: (abs(d - mid), d))}"
+
+
+REDUCTIONS = ("classes", "batch")
+
+
+def _reduced(logits: torch.Tensor, losses: dict[str, torch.Tensor], reduction: str) -> dict[str, torch.Tensor]:
+    """KD's losses with the KL averaged over the classes too when ``reduction`` is ``classes``."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"takd kl_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return {**losses, "kd": losses["kd"] / logits.shape[1]} if reduction == "classes" else losses
+
+
+class _AssistantStage(KD):
+    """The assistant's KD stage, with the student's KL reduction (not a registered method)."""
+
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
+        logits, losses = super().forward_train(x, y, index)
+        return logits, _reduced(logits, losses, str(self.hp["kl_reduction"]))
 
 
 @register_method
@@ -57,10 +79,14 @@ class TAKD(KD):
         num_classes = self.ctx.student.num_classes
         assistant = build_model(self.ctx.options["assistant"], in_channels=self.ctx.in_channels, num_classes=num_classes).to(device)
         stage_epochs = epochs if self.ctx.paper_protocol else max(1, epochs // 2)
-        stage = KD(assistant, self.teacher, {k: self.hp[k] for k in ("temperature", "alpha", "strength")}, self.ctx)
+        stage = _AssistantStage(assistant, self.teacher, {k: self.hp[k] for k in ("temperature", "alpha", "strength", "kl_reduction")}, self.ctx)
         fit(stage, stage_epochs)
         assistant.eval()
         for p in assistant.parameters():
             p.requires_grad_(False)
         self._teacher = [self.ctx.as_teacher(assistant)]  # the student's teacher from now on, frozen in eval mode
         return stage_epochs
+
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
+        logits, losses = super().forward_train(x, y, index)
+        return logits, _reduced(logits, losses, str(self.hp["kl_reduction"]))

@@ -2,7 +2,8 @@
 
 After Xie et al. 2019, "Unsupervised Data Augmentation for Consistency Training" (UDA): every
 batch is seen twice, as the normal (weakly augmented) view x and as a strongly augmented
-view x' (the engine's ``strong_augment``, standing in for the survey's AutoAugment CIFAR-10 policy):
+view x': by default the engine's ``strong_augment``; the option ``second_view`` names an
+augmentation policy instead (``autoaugment-cifar10``, the survey's, for its as-published arm):
 
     loss = 1/2 KD(x) + 1/2 KD(x') + consistency * KL(p_s(x) || p_s(x'))    (T = 1, batchmean)
 
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from audit.engine.augment import strong_augment
+from audit.engine.policies import get_policy
 from methods import register_method
 from methods.base import Method, kd_divergence
 
@@ -34,6 +36,11 @@ class TwoViews:
         """Drawn from the run's generator, so a run stays a pure function of its seed."""
         if self.ctx.generator is None:
             raise RuntimeError(f"method {self.name} needs the run's generator (ctx.generator) for its second view")
+        policy = self.ctx.options.get("second_view")
+        if policy is not None:
+            if self.ctx.info is None:
+                raise RuntimeError(f"method {self.name} needs the data set's info (ctx.info) for its {policy} view")
+            return get_policy(policy)(x, self.ctx.generator, self.ctx.info)
         return strong_augment(x, self.ctx.generator, hflip=self.ctx.hflip)
 
 

@@ -140,8 +140,9 @@ def test_lskd_golden_and_affine_invariance() -> None:
     temp = 2.0
     ref = 0.0
     for zs, zt in zip(S_LOGITS, T_LOGITS):
-        zs_std = (zs - zs.mean()) / zs.std(ddof=0)
-        zt_std = (zt - zt.mean()) / zt.std(ddof=0)
+        # The authors' normalize(): torch.std, i.e. the unbiased (n - 1) std.
+        zs_std = (zs - zs.mean()) / zs.std(ddof=1)
+        zt_std = (zt - zt.mean()) / zt.std(ddof=1)
         ref += np_kl(np_softmax(zt_std / temp), np_softmax(zs_std / temp))
     got = lskd_divergence(t64(S_LOGITS), t64(T_LOGITS), temp)
     assert float(got) == pytest.approx(ref / len(S_LOGITS) * temp**2, rel=1e-6)

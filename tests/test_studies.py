@@ -7,7 +7,10 @@ from audit.errors import AuditError
 from audit.study import Study
 from methods import method_names
 
-STUDIES = sorted(Path(__file__).parent.parent.joinpath("studies").rglob("*.toml"))
+# studies/presets/ holds `audit reproduce`'s protocol presets and studies/reproduce/ its study files,
+# not studies (tests/test_presets.py, tests/test_reproduce.py).
+STUDIES = sorted(p for p in Path(__file__).parent.parent.joinpath("studies").rglob("*.toml")
+                 if not {"presets", "reproduce"} & set(p.parts))
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)

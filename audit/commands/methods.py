@@ -1,4 +1,5 @@
-"""``audit methods``: every method in the catalogue with its paper, family and extra cost."""
+"""``audit methods``: every method in the catalogue with its paper, family and extra cost, then
+each method's loss convention (how its weights relate to its authors' and the benchmarks' code)."""
 from __future__ import annotations
 
 import argparse
@@ -21,5 +22,13 @@ def main(args: argparse.Namespace) -> int:
     for c in cards().values():
         table.add_row(c.name, ", ".join(c.aliases), c.paper, str(c.year or ""), c.family,
                       ", ".join(c.search_space()), c.extra_cost)
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    conventions = Table(title="Loss conventions: our values against the authors' and the benchmarks' code "
+                              "(the presets in studies/presets/ convert)")
+    conventions.add_column("name")
+    conventions.add_column("convention")
+    for c in cards().values():
+        conventions.add_row(c.name, c.convention)
+    console.print(conventions)
     return 0

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from audit.engine.data import Splits
+from audit.engine.datasets import dataset_info
 from audit.engine.models import build_model
 from audit.engine.train import Accel, Recipe, train_student
 from audit.errors import AuditError
@@ -52,6 +53,13 @@ def teacher_key(splits: Splits, arch: str, seed: int, recipe: Recipe, strength: 
         "recipe": recipe.to_dict(),
         "strength": strength,
     }
+    # Named only where they differ from a study's usual splits, so existing entries keep their keys:
+    # a teacher trained on the whole training split, or on inputs normalised with a source's constants.
+    if len(splits.val) == 0:
+        ident["whole_train_split"] = True
+    own = dataset_info(splits.info.name)
+    if (splits.info.mean, splits.info.std) != (own.mean, own.std):
+        ident["normalize"] = [list(splits.info.mean), list(splits.info.std)]
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
     return f"{splits.info.name}-{arch}-s{seed}-{key}", ident
 

@@ -155,7 +155,10 @@ class RunFailed(Exception):
 
 
 def scores(model: nn.Module, split: Split, batch_size: int = 1024, accel: Accel = Accel()) -> tuple[float, float]:
-    """(accuracy in percent, mean log-loss in nats) of ``model`` on ``split``."""
+    """(accuracy in percent, mean log-loss in nats) of ``model`` on ``split``; NaN for both on an
+    empty split (a run that trains on the whole training split has no validation split)."""
+    if len(split) == 0:
+        return math.nan, math.nan
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.y.device)
@@ -316,6 +319,7 @@ def train_student(
         extra_teachers=[as_teacher(t) for t in extra_teachers or []],
         generator=g,
         hflip=info.hflip,
+        info=info,
         as_teacher=as_teacher,
     )
     module = cls(student, as_teacher(teacher) if cls.needs_teacher and teacher is not None else None, dict(config), ctx).to(device)

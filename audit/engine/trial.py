@@ -65,7 +65,9 @@ def run_trial(
         options=spec.options, recipe=spec.recipe, seed=spec.seed, on_epoch=on_epoch,
         paper_protocol=spec.paper_protocol, accel=spec.accel,
     )
-    best_epoch = int(torch.tensor(result.val_acc).argmax()) + 1 if result.val_acc else None
+    # No best epoch on validation without a validation split (NaN accuracies).
+    val = torch.tensor(result.val_acc, dtype=torch.float64)
+    best_epoch = int(val.argmax()) + 1 if len(val) and not val.isnan().any() else None
     return {
         "method": spec.method,
         "seed": spec.seed,

@@ -4,8 +4,10 @@
 
 Everything is read from the study folder itself, the journal (``trials.jsonl``) first, so a
 study that is still running or was interrupted can be reported: the page says how far it got.
-Sections, in order (one module each under ``sections/``): verdicts, method ranking, equal-budget
-curves, hyper-parameter sensitivity, cross-architecture matrix, budget and compute, provenance.
+Sections, in order (one module each under ``sections/``): verdicts (with the teacher check),
+method ranking, equal-budget curves, hyper-parameter sensitivity, cross-architecture matrix,
+budget and compute, provenance. A reproduction's folder (``audit reproduce``) gets its own report
+(``audit.report.reproduction``).
 Writing a report never imports torch.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from audit.judge.multiple import ADJUSTMENTS
 from audit.report import figures
 from audit.report.format import finite
 from audit.report.render import render_html, render_markdown
+from audit.report.reproduction import is_reproduction, write_reproduction_report
 from audit.report.runs import collect_runs
 from audit.report.sections.budget import budget_section
 from audit.report.sections.curves import budget_curves_section
@@ -29,6 +32,7 @@ from audit.report.sections.matrix import matrix_section
 from audit.report.sections.provenance import provenance_section
 from audit.report.sections.ranking import ranking_section
 from audit.report.sections.sensitivity import sensitivity_section
+from audit.report.sections.teacher_check import study_teacher_check
 from audit.report.sections.verdicts import verdict_section
 from audit.report.settings import SPREADS, Settings
 
@@ -63,6 +67,8 @@ def write_report(study_dir: Path, *, margin: float | None = None, alpha: float |
         raise AuditError(f"margin must be a positive number of accuracy points; got {margin}")
     if not (finite(alpha) and 0 < alpha < 0.5):
         raise AuditError(f"alpha must be between 0 and 0.5 (exclusive); got {alpha}")
+    if is_reproduction(folder):  # `audit reproduce`'s folder: the two arms per claim
+        return write_reproduction_report(Path(study_dir), margin=margin, alpha=alpha)
     settings = Settings(margin, alpha, correction, claims_path, margin_registered=margin_reg,
                         alpha_registered=alpha_reg, noise=noise, spread=spread)
     runs = collect_runs(folder)
@@ -74,8 +80,10 @@ def write_report(study_dir: Path, *, margin: float | None = None, alpha: float |
     except AuditError:
         registry = None
 
+    verdicts = verdict_section(folder, runs, settings, registry)  # first: it counts the tests the others show
+    study_teacher_check(verdicts, folder, registry, settings.margin)
     sections = [
-        verdict_section(folder, runs, settings, registry),  # first: it counts the tests the others show
+        verdicts,
         ranking_section(folder, runs, colour),
         budget_curves_section(folder, runs, colour),
         sensitivity_section(folder, runs, colour, registry),

@@ -16,6 +16,7 @@ from test_teacher_weights import _released_resnet8
 
 from audit.cli import main
 from audit.errors import AuditError
+from audit.judge.published import Selection, judge_published, statistic_of_rule
 
 CLAIM = "C382"  # the seed survey's kd, survey_resnet8 -> survey_resnet8 on CIFAR-10 (best test epoch of one run)
 
@@ -54,7 +55,12 @@ def _check_report(folder: Path, *, with_audit: bool) -> None:
     assert arms[4] == f"{best.mean():.2f} ± {best.std():.2f} (n = 2), best epoch"
     claimed_minus = re.match(r"([+-][\d.]+) \\?\[", arms[6])
     assert claimed_minus and float(claimed_minus.group(1)) == pytest.approx(89.48 - best.mean(), abs=0.006)
-    assert arms[5] in ("REPRODUCED", "NOT REPRODUCED", "EXCEEDED", "INCONCLUSIVE")
+    # The verdict is the claim's own rule's: each run's best epoch, the statistic of k runs its rule names.
+    journal = [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
+    curves = [r["test_curve"] for r in sorted(journal, key=lambda r: r["seed"]) if r.get("claim_id") == CLAIM]
+    selection = Selection((p["per_run_epoch"],), statistic_of_rule(p["rule"]), p.get("claimed_runs"), True)
+    expected = judge_published(p["claimed"], curves, selection, claimed_std=p.get("claimed_std")).by_epoch["best"]
+    assert arms[5] == expected.verdict and f"{CLAIM}: {expected.model}".replace("_", "\\_") in md.replace("\n", " ")
 
     # Arm 2, equal budget: the method and kd as confirmed in the sub-study, and their difference.
     if with_audit:

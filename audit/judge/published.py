@@ -50,13 +50,18 @@ class Selection:
         return f"{runs}; epoch not stated: judged at the last and at the best epoch"
 
 
+def statistic_of_rule(rule: str) -> str:
+    """The statistic of k runs a registry rule names (a mean unless it says median or best of k)."""
+    return _STATISTIC_OF_RULE.get(rule, "mean")
+
+
 def selection_of(rule: str, rule_basis: str, claimed_runs: object) -> Selection:
     """The selection a registry row describes."""
     k = claim_from_registry(0.0, None, claimed_runs)[2]  # NaN / NA: not stated
     stated = str(rule_basis).startswith("stated") and rule in ("last_epoch", "best_epoch_test")
     if stated:
         return Selection(("last",) if rule == "last_epoch" else ("best",), "mean", k, True)
-    return Selection(EPOCH_RULES, _STATISTIC_OF_RULE.get(rule, "mean"), 1 if rule == "single_run" else k, False)
+    return Selection(EPOCH_RULES, statistic_of_rule(rule), 1 if rule == "single_run" else k, False)
 
 
 def per_run(curves: Sequence[Sequence[float]], epoch: str) -> list[float]:

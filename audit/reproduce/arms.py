@@ -145,7 +145,7 @@ def run_published(rep: Reproduction, rep_dir: Path, splits: dict[str, Splits], *
             progress.run_done(rec)
 
         # The test split is what the claims were scored on; there is no validation split to hide it from.
-        run_all(rep, runs, s, states, record)
+        run_all(rep, rep_dir, runs, s, states, record)
     write_tables(rep_dir)
     return {"teachers_s": t1 - t0, "published_s": time.perf_counter() - t1}
 

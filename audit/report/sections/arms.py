@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from audit.errors import AuditError
 from audit.folder import StudyFolder
-from audit.judge.claim import judge_claim
-from audit.judge.claims import reproduced_value
+from audit.judge.claim import Verdict
+from audit.judge.published import Selection, judge_published, per_run, statistic_of_rule
 from audit.judge.relative import compare_methods
 from audit.report.document import Section, Table
 from audit.report.format import fmt, fmt_p
@@ -27,9 +26,11 @@ from methods.catalogue import CLASSICAL
 
 @dataclass
 class Arm:
-    """The as-published runs of one claim: the values its rule takes, and each run's last epoch."""
+    """The as-published runs of one claim: each run's test curve, the values its rule takes, and
+    each run's last epoch."""
 
     protocol: dict
+    curves: list[list[float]]
     values: list[float]
     last: list[float]
 
@@ -40,17 +41,16 @@ def published_arms(protocols: list[dict], records: list[dict]) -> list[Arm]:
         runs = [r for r in records if r.get("claim_id") == p["claim_id"] and r.get("status") == "ok" and r.get("test_curve")]
         runs.sort(key=lambda r: r.get("seed", 0))
         curves = [list(r["test_curve"]) for r in runs]
-        rule = "best_epoch_test" if p.get("per_run_epoch") == "best" else "last_epoch"
-        arms.append(Arm(p, reproduced_value(curves, rule) if curves else [], [c[-1] for c in curves]))
+        arms.append(Arm(p, curves, per_run(curves, p["per_run_epoch"]) if curves else [], [c[-1] for c in curves]))
     return arms
 
 
-def _verdict(p: dict, values: list[float], margin: float, alpha: float):  # noqa: ANN202
-    try:
-        return judge_claim(p["claimed"], values, claimed_std=p.get("claimed_std"), claimed_runs=p.get("claimed_runs"),
-                           margin=margin, alpha=alpha)
-    except AuditError:  # a std without its number of runs cannot enter Welch's test: the claim taken as exact
-        return judge_claim(p["claimed"], values, claimed_runs=p.get("claimed_runs"), margin=margin, alpha=alpha)
+def _verdict(p: dict, curves: list[list[float]], margin: float, alpha: float) -> Verdict:
+    """The claim judged under its own rule: the epoch the preset says a run contributes, and the
+    statistic of k runs the rule names (a mean unless the rule says median or best of k seeds)."""
+    selection = Selection((p["per_run_epoch"],), statistic_of_rule(p["rule"]), p.get("claimed_runs"), True)
+    judged = judge_published(p["claimed"], curves, selection, claimed_std=p.get("claimed_std"), margin=margin, alpha=alpha)
+    return judged.by_epoch[p["per_run_epoch"]]
 
 
 def _tuned(audits: list[StudyFolder], p: dict) -> tuple[StudyFolder | None, list[float], list[float]]:
@@ -76,7 +76,7 @@ def arms_section(protocols: list[dict], records: list[dict], audits: list[StudyF
     rows, classes, frame = [], [], []
     for arm in published_arms(protocols, records):
         p = arm.protocol
-        v = _verdict(p, arm.values, margin, alpha) if arm.values else None
+        v = _verdict(p, arm.curves, margin, alpha) if arm.curves else None
         audit, tuned_m, tuned_kd = _tuned(audits, p)
         gap = f"{fmt(-v.diff, '+.2f')} [{fmt(-v.ci_high, '+.2f')} to {fmt(-v.ci_low, '+.2f')}]" if v else "—"
         vs_kd, p_kd = "—", None
@@ -91,7 +91,7 @@ def arms_section(protocols: list[dict], records: list[dict], audits: list[StudyF
         classes.append("v-" + (v.verdict.lower().replace(" ", "-") if v else "pending"))
         frame.append({"claim_id": p["claim_id"], "method": p["method"], "dataset": p["dataset"], "teacher": p["teacher"],
                       "student": p["student"], "claimed": p["claimed"], "rule": p["rule"], "per_run_epoch": p["per_run_epoch"],
-                      "published_mean": v.mean if v else None, "published_n": len(arm.values), "verdict": v.verdict if v else None,
+                      "published_mean": v.mean if v else None, "claim_model": v.model if v else None, "published_n": len(arm.values), "verdict": v.verdict if v else None,
                       "claimed_minus_published": -v.diff if v else None, "ci_low": -v.ci_high if v else None,
                       "ci_high": -v.ci_low if v else None, "tuned_method_mean": pd.Series(tuned_m).mean() if tuned_m else None,
                       "tuned_classical_mean": pd.Series(tuned_kd).mean() if tuned_kd else None, "published_vs_tuned_classical_p": p_kd})
@@ -106,6 +106,9 @@ def arms_section(protocols: list[dict], records: list[dict], audits: list[StudyF
              "own rule: each run contributes its last or its best test epoch as the source did. As published − tuned classical KD: "
              "does the gain survive equal tuning? Welch's test of the as-published runs against classical KD tuned under "
              "the equal budget, both at their last epoch.")
+    models = [f"{f['claim_id']}: {f['claim_model']}" for f in frame if f.get("claim_model")]
+    if models:
+        sec.note("How each claim was modelled (the statistic of its runs and its own noise): " + "; ".join(models) + ".")
     if not with_audit:
         sec.p("The equal-budget arm was not run (add --with-audit): only the first difference is shown.")
     return sec

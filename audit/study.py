@@ -260,8 +260,10 @@ _RECIPE = {
     "nesterov": (lambda v: isinstance(v, bool), "true or false"),
     "weight_decay": (lambda v: _num(v) and v >= 0, "a finite number >= 0"),
     "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-    "milestones": (lambda v: isinstance(v, (list, tuple)) and all(_num(m) and 0 < m < 1 for m in v)
-                   and list(v) == sorted(set(v)), "increasing fractions of the epochs, each between 0 and 1"),
+    # Non-decreasing, and 0 allowed: a paper's int(fraction * epochs) milestones coincide at small
+    # epoch counts (the seed survey's int(0.33 E) at E = 1), and the engine runs them as the source did.
+    "milestones": (lambda v: isinstance(v, (list, tuple)) and all(_num(m) and 0 <= m < 1 for m in v)
+                   and list(v) == sorted(v), "non-decreasing fractions of the epochs, each from 0 up to (not including) 1"),
     "gamma": (lambda v: _num(v) and 0 < v <= 1, "a number > 0 and <= 1"),
     "augment": (lambda v: isinstance(v, str) and bool(v), "an augmentation policy: steps joined by '+' (README, Augmentation)"),
 }

@@ -23,7 +23,8 @@ CLAIM = "C382"  # the seed survey's kd, survey_resnet8 -> survey_resnet8 on CIFA
 
 @pytest.fixture
 def cifar10(tmp_path):
-    write_cifar10(tmp_path / "data", per_class_per_batch=2, test_per_class=3)  # 100 training, 30 test images
+    # 200 training images: the equal-budget arm keeps 160 after its validation split, above the preset's batch of 128
+    write_cifar10(tmp_path / "data", per_class_per_batch=4, test_per_class=3)  # 200 training, 30 test images
     return tmp_path / "data"
 
 

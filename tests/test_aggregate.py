@@ -118,18 +118,26 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, capsys, args: list[str], me
 
 def test_the_every_method_studies_aggregate(tmp_path: Path) -> None:
     """The two every-method digits studies, as their study files declare them (26 methods, two pairs,
-    different trials and seeds), with synthetic runs: refused as unequal, aggregated when told."""
+    one budget), with synthetic runs: aggregated as they are; refused once one folder's budget differs,
+    aggregated when told."""
     dirs = []
     for i, name in enumerate(("digits_all_methods", "digits_all_methods_cross_arch")):
         study = tomllib.loads((REPO / "studies" / f"{name}.toml").read_text())
         means = {m: 98.0 + 0.1 * j for j, m in enumerate([BASELINE, CLASSICAL, *study["methods"]])}
         dirs.append(_folder(tmp_path / name, study, means, seed=i))
     out = tmp_path / "agg"
-    assert main(["aggregate", *map(str, dirs), "--out", str(out)]) == 2
-    assert main(["aggregate", *map(str, dirs), "--out", str(out), "--allow-unequal-budgets"]) == 0
+    assert main(["aggregate", *map(str, dirs), "--out", str(out)]) == 0
     table = pd.read_csv(out / "tables" / "verdicts_across.csv")
+    assert len(table) == 25
+    study = tomllib.loads((REPO / "studies" / "digits_all_methods_cross_arch.toml").read_text())
+    study["trials"] = 4  # another budget
+    means = {m: 98.0 + 0.1 * j for j, m in enumerate([BASELINE, CLASSICAL, *study["methods"]])}
+    dirs[1] = _folder(tmp_path / "fewer_trials", study, means, seed=1)
+    assert main(["aggregate", *map(str, dirs), "--out", str(tmp_path / "agg2")]) == 2
+    assert main(["aggregate", *map(str, dirs), "--out", str(tmp_path / "agg2"), "--allow-unequal-budgets"]) == 0
+    table = pd.read_csv(tmp_path / "agg2" / "tables" / "verdicts_across.csv")
     assert len(table) == 25 and set(table[f"verdict_{BASELINE}"]) <= {"GENERALISES", "NOT ON EVERY TASK", "INCONCLUSIVE"}
-    assert (out / "figures" / "performance_profiles.png").stat().st_size > 10_000
+    assert (tmp_path / "agg2" / "figures" / "performance_profiles.png").stat().st_size > 10_000
 
 
 def test_aggregate_loads_no_torch(tmp_path: Path) -> None:

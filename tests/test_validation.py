@@ -43,12 +43,12 @@ def _refused(capsys, argv: list[str], out) -> str:  # noqa: ANN001
         (GOOD + "[recipe]\nlr = -0.1\n", "study key 'recipe.lr' = -0.1: must be a finite number > 0"),
         (GOOD + "[recipe]\nepochs = 1.5\n", "study key 'recipe.epochs' = 1.5: must be an integer >= 1"),
         (GOOD + "[recipe]\nmomentum = 1.0\n", "study key 'recipe.momentum' = 1.0: must be a number from 0 up to"),
-        (GOOD + "[recipe]\nmilestones = [0.75, 0.5]\n", "study key 'recipe.milestones' = [0.75, 0.5]: must be increasing"),
+        (GOOD + "[recipe]\nmilestones = [0.75, 0.5]\n", "study key 'recipe.milestones' = [0.75, 0.5]: must be non-decreasing"),
         (GOOD + "[recipe]\nschedule = \"linear\"\n", "study key 'recipe.schedule' = \"linear\": must be one of cosine, step"),
         (GOOD + "[recipe]\nwarmup = 3\n", "unknown [recipe] keys ['warmup']; allowed: epochs, batch_size"),
         (GOOD + "recipe = 3\n", "study key 'recipe' = 3: must be a [recipe] table"),
         (GOOD + "[accel]\nbf16 = \"yes\"\n", "study key 'accel.bf16' = \"yes\": must be true or false"),
-        (GOOD + "[recipe]\nbatch_size = 1000000000\n", "[recipe] batch_size = 1000000000 is larger than the training split (1150 images of digits); allowed: 2 to 1150"),
+        (GOOD + "[recipe]\nbatch_size = 1000000000\n", "[recipe] batch_size = 1000000000 is larger than the training split (719 images of digits); allowed: 2 to 719"),
     ],
 )
 def test_a_bad_study_file_is_one_line_naming_key_value_and_what_is_allowed(tmp_path, capsys, toml, message):

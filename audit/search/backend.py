@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-RAY_LOG = "ray.log"  # in the study folder: what Ray and Ray Tune print while the study runs on Ray
+RAY_LOG = "ray.log"  # in the study folder: what Ray and Ray Tune (its searcher too, under the local backend) print
 
 
 def threads_per_trial(study: Study) -> int:
@@ -97,13 +97,21 @@ def start_local_ray(num_cpus: int | None = None) -> None:
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+class _LogFile(logging.FileHandler):
+    """ray.log; a line it cannot write (a full disk) is dropped, not a traceback on the terminal:
+    the study stops with one line saying why."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 @contextlib.contextmanager
 def ray_log(study_dir: Path) -> Iterator[None]:
     """Send what Ray and Tune print (their loggers, and the driver's stderr, where Ray's C++ core
     writes too) to ``ray.log`` in the study folder instead of the terminal."""
     ray_logger = logging.getLogger("ray")
     streams = [h for h in ray_logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
-    handler = logging.FileHandler(study_dir / RAY_LOG, encoding="utf-8")
+    handler = _LogFile(study_dir / RAY_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for h in streams:
         ray_logger.removeHandler(h)
@@ -219,7 +227,8 @@ def search_trials(study: Study, study_dir: Path, searcher, total: int, specs: di
                   splits: Splits, teacher_states: dict | None) -> None:
     """Run ``total`` trials that ``searcher`` (Ray Tune's interface) hands out, until it says finished."""
     if study.backend == "local":
-        _search_local(study, searcher, specs, splits, teacher_states)
+        with ray_log(study_dir):  # the searcher is Ray Tune's: what it logs goes to ray.log, not the terminal
+            _search_local(study, searcher, specs, splits, teacher_states)
     else:
         _search_ray(study, study_dir, searcher, total, specs, splits, teacher_states)
 

@@ -19,6 +19,17 @@ def positive(kind: str) -> Callable[[str], int]:
     return parse
 
 
+def any_number(what: str) -> Callable[[str], float]:
+    """A number as typed (its range is checked where it is used, which names what is allowed)."""
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+
+    return parse
+
+
 def positive_minutes(text: str) -> float:
     try:
         value = float(text)

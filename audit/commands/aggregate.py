@@ -6,15 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _number(what: str):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-
-    return parse
+from audit.commands._args import any_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,9 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalise", choices=("gain", "teacher"), default="gain",
                    help="score of a run: its gain over the reference in points (default), or that gain over the "
                         "teacher's (0 = reference, 1 = teacher)")
-    p.add_argument("--margin", type=_number("--margin"), default=None,
+    p.add_argument("--margin", type=any_number("--margin"), default=None,
                    help="margin of 'not on every task', in points (default: the one every folder fixed before its runs)")
-    p.add_argument("--alpha", type=_number("--alpha"), default=None,
+    p.add_argument("--alpha", type=any_number("--alpha"), default=None,
                    help="level of each test (default: the one every folder fixed before its runs)")
     p.add_argument("--correction", choices=ADJUSTMENTS, default="bh",
                    help="p-value adjustment across the verdicts: bh (Benjamini-Hochberg, default) or holm")

@@ -4,17 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from audit.commands._args import any_number
 from audit.errors import AuditError
-
-
-def _float(what: str):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-
-    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,10 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Write index.html (self-contained), report.md and tables/*.csv into a study "
                                    "folder; works for a study that is still running or was interrupted.")
     p.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help="the study folder, e.g. reports/<name>")
-    p.add_argument("--margin", type=_float("--margin"), default=None,
+    p.add_argument("--margin", type=any_number("--margin"), default=None,
                    help="equivalence margin of claim verdicts, in accuracy points (default: the one study.toml fixed "
                         "before the runs; another value is shown beside every verdict)")
-    p.add_argument("--alpha", type=_float("--alpha"), default=None,
+    p.add_argument("--alpha", type=any_number("--alpha"), default=None,
                    help="level of each test (default: the one study.toml fixed before the runs)")
     p.add_argument("--claim-noise", choices=NOISES, default="shared",
                    help="a claim's own seed noise: shared (default: one spread for its runs and ours), welch (its "

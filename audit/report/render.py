@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jinja2
 
+from audit import folder as study_folder
 from audit.report.document import Block, Section
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -65,3 +66,20 @@ def render_html(title: str, header: list[Block], sections: list[Section], comple
     n_figures = sum(1 for b in [*header, *(b for s in sections for b in s.blocks)] if b.kind == "figure")
     return environment().get_template("index.html.j2").render(
         title=title, header=header, sections=sections, complete=complete, n_figures=n_figures, subtitle=subtitle)
+
+
+def write_document(out: Path, title: str, header: list[Block], sections: list[Section], complete: bool,
+                   subtitle: str | None = None) -> Path:
+    """Write a report into ``out``: its tables as ``tables/*.csv``, its figures as ``figures/*.png``,
+    ``report.md`` and the self-contained ``index.html`` (returned)."""
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    for b in [*header, *(b for s in sections for b in s.blocks)]:
+        if b.kind == "table" and b.table is not None and b.table.csv and b.table.frame is not None:
+            study_folder.write_atomic(out / "tables" / b.table.csv, b.table.frame.to_csv(index=False))
+        if b.kind == "figure" and b.figure is not None:
+            study_folder.write_atomic(out / "figures" / f"{b.figure.key}.png", b.figure.png)
+    study_folder.write_atomic(out / "report.md", render_markdown(title, header, sections))
+    index = out / "index.html"
+    study_folder.write_atomic(index, render_html(title, header, sections, complete, subtitle=subtitle))
+    return index

@@ -12,7 +12,7 @@ from audit import folder as study_folder
 from audit.errors import AuditError
 from audit.report.document import Block, Section
 from audit.report.machine import read_machine
-from audit.report.render import render_html, render_markdown
+from audit.report.render import write_document
 from audit.report.sections.arms import arms_section
 from audit.report.sections.protocols import protocols_section
 from audit.report.sections.teacher_check import teacher_table
@@ -87,13 +87,4 @@ def write_reproduction_report(rep_dir: Path, *, margin: float, alpha: float) -> 
     prov.pre(folder.toml_text)
     sections.append(prov)
 
-    out = Path(rep_dir)
-    (out / "tables").mkdir(exist_ok=True)
-    for b in [*head, *(b for s in sections for b in s.blocks)]:
-        if b.kind == "table" and b.table is not None and b.table.csv and b.table.frame is not None:
-            study_folder.write_atomic(out / "tables" / b.table.csv, b.table.frame.to_csv(index=False))
-    title = f"KD reproduction report: {folder.name}"
-    study_folder.write_atomic(out / "report.md", render_markdown(title, head, sections))
-    index = out / "index.html"
-    study_folder.write_atomic(index, render_html(title, head, sections, complete))
-    return index
+    return write_document(Path(rep_dir), f"KD reproduction report: {folder.name}", head, sections, complete)

@@ -22,7 +22,7 @@ from audit.judge.claims import load_claims
 from audit.judge.multiple import ADJUSTMENTS
 from audit.report import figures
 from audit.report.format import finite
-from audit.report.render import render_html, render_markdown
+from audit.report.render import write_document
 from audit.report.reproduction import is_reproduction, write_reproduction_report
 from audit.report.runs import collect_runs
 from audit.report.sections.budget import budget_section
@@ -92,17 +92,4 @@ def write_report(study_dir: Path, *, margin: float | None = None, alpha: float |
         provenance_section(folder, settings),
     ]
 
-    out = Path(study_dir)
-    (out / "tables").mkdir(exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
-    for b in [*head, *(b for s in sections for b in s.blocks)]:
-        if b.kind == "table" and b.table is not None and b.table.csv and b.table.frame is not None:
-            study_folder.write_atomic(out / "tables" / b.table.csv, b.table.frame.to_csv(index=False))
-        if b.kind == "figure" and b.figure is not None:
-            study_folder.write_atomic(out / "figures" / f"{b.figure.key}.png", b.figure.png)
-
-    title = f"KD reproducibility report: {folder.name}"
-    study_folder.write_atomic(out / "report.md", render_markdown(title, head, sections))
-    index = out / "index.html"
-    study_folder.write_atomic(index, render_html(title, head, sections, complete))
-    return index
+    return write_document(Path(study_dir), f"KD reproducibility report: {folder.name}", head, sections, complete)

@@ -15,7 +15,7 @@ from audit.report import figures
 from audit.report.aggregate import sections
 from audit.report.aggregate.tasks import Task, load_tasks, methods_of
 from audit.report.document import Block
-from audit.report.render import render_html, render_markdown
+from audit.report.render import write_document
 from methods.catalogue import BASELINE
 
 
@@ -67,16 +67,5 @@ def write_aggregate(dirs: list[Path], out: Path, *, allow_unequal: bool = False,
             sections.profiles_section(tasks, methods, colour, opts), sections.matrix_section(tasks, methods),
             sections.folders_section(tasks, warnings)]
 
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
-    for b in [*head, *(b for s in secs for b in s.blocks)]:
-        if b.kind == "table" and b.table is not None and b.table.csv and b.table.frame is not None:
-            study_folder.write_atomic(out / "tables" / b.table.csv, b.table.frame.to_csv(index=False))
-        if b.kind == "figure" and b.figure is not None:
-            study_folder.write_atomic(out / "figures" / f"{b.figure.key}.png", b.figure.png)
-    title = f"KD aggregate report: {len(tasks)} tasks"
-    study_folder.write_atomic(out / "report.md", render_markdown(title, head, secs))
-    index = out / "index.html"
     subtitle = f"Aggregate of {len(tasks)} study folders" + (" (UNEQUAL BUDGETS)" if warnings else "")
-    study_folder.write_atomic(index, render_html(title, head, secs, True, subtitle=subtitle))
-    return index
+    return write_document(out, f"KD aggregate report: {len(tasks)} tasks", head, secs, True, subtitle=subtitle)

@@ -4,11 +4,12 @@ confirmation, tables, report. What a user sees of it goes through a ``Progress``
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pandas as pd
 import torch
@@ -30,7 +31,12 @@ from audit.engine.trial import pick_device
 from audit.errors import AuditError, io_problem
 from audit.report.machine import MACHINE_JSON, machine_facts
 from audit.report.summary import summarise
-from audit.search.backend import concurrency, ensure_ray, threads_per_trial
+from audit.search.backend import (
+    concurrency,
+    ensure_ray,
+    start_backend,
+    threads_per_trial,
+)
 from audit.search.confirm import confirm, pending_runs
 from audit.search.loop import search
 from audit.search.storage import open_storage
@@ -126,6 +132,29 @@ def create(study: Study, paths: Paths) -> Path:
     return folder.create(study, paths.out, {m: get_method(m).search_space() for m in study.all_methods})
 
 
+T = TypeVar("T")
+
+
+def beside(work: Callable[[], T], meanwhile: Callable[[], None]) -> T:
+    """``work()`` in a thread while this thread runs ``meanwhile()``; ``work``'s result, or the
+    first exception of either. A daemon thread: an interrupted study does not wait for it."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="teachers", daemon=True)
+    thread.start()
+    meanwhile()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progress: Progress, *,
               allow_unequal_budgets: bool = False) -> pd.DataFrame:
     """Run (or continue) every phase of a study whose folder exists; returns the summary. A full
@@ -148,8 +177,11 @@ def _run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, prog
     t0 = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
     folder.write_json(study_dir, MACHINE_JSON, machine_facts(with_gpu=True))  # the provenance of the numbers
-    states = None
-    if any(get_method(m).needs_teacher for m in study.all_methods):
+
+    def teachers() -> dict | None:
+        if not any(get_method(m).needs_teacher for m in study.all_methods):
+            return None
+
         def train(arch: str) -> Teacher:
             return get_teacher(splits, arch, seed=study.teacher_seed, cache_dir=paths.cache_dir, accel=study.accel)
 
@@ -161,6 +193,14 @@ def _run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, prog
         states = {study.teacher: state_of(teacher.model)}
         for arch in study.extra_teachers():  # teachers a method's options ask for: each trained once and cached too
             states[arch] = state_of(progress.teacher("extra teacher", arch, train).model)
+        return states
+
+    def meanwhile() -> None:
+        start_backend(study, study_dir)
+        import audit.report.write  # noqa: F401 - matplotlib and the report's modules, needed at the end
+
+    # Ray starts (and must: from this thread) while the teachers train.
+    states = beside(teachers, meanwhile)
     timings["teacher_s"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()

@@ -87,14 +87,49 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     # does for a single-machine instance where multi-node clusters are off; they are never needed here.
     multi_node = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
+    cpus = num_cpus or os.cpu_count() or 1
     try:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **_RAY_INIT)
+        # Idle workers beyond the soft limit are ended within a second; Tune's actors never take an
+        # idle worker, so the confirmation's warm workers (``warm_workers``) need room beside them.
+        ray.init(address="local", num_cpus=cpus, _system_config={"num_workers_soft_limit": 2 * cpus}, **_RAY_INIT)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = multi_node
     node = ray._private.worker._global_node
     pids = [str(p.process.pid) for procs in node.all_processes.values() for p in procs if p.process is not None]
     subprocess.Popen([sys.executable, "-m", "audit.search.reaper", str(os.getpid()), *pids], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_backend(study: Study, study_dir: Path) -> None:
+    """Start what the runs need before the first one (the pipeline calls it while the teachers
+    train): Ray, with its output in ray.log, Ray Tune's modules, and warm workers for the
+    confirmation. Nothing for the local backend."""
+    if study.backend == "local":
+        return
+    with ray_log(study_dir):
+        ensure_ray(study)
+        import ray.tune  # noqa: F401 - seconds of imports, taken now rather than before the first trial
+        if not study.address:
+            warm_workers(concurrency(study), study.all_methods)
+
+
+def _warm(methods: list[str]) -> int:
+    import methods as catalogue
+
+    for method in methods:
+        catalogue.get_method(method)
+    return os.getpid()
+
+
+def warm_workers(count: int, methods: list[str]) -> list:
+    """Start ``count`` Ray workers that import torch and the methods now, for the confirmation's
+    tasks: Tune's actors end with the search, and a fresh worker's imports take seconds. Returns
+    the tasks' references (each returns its worker's pid); nothing waits for them."""
+    import ray
+
+    # No CPU asked: they run beside whatever trains, and Ray schedules each on a worker of its own.
+    task = ray.remote(num_cpus=0)(_warm)
+    return [task.remote(list(methods)) for _ in range(count)]
 
 
 class _LogFile(logging.FileHandler):

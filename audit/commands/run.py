@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", action="append", default=[], help="method to audit (repeatable); nokd and kd are always added as references")
     p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
     p.add_argument("--seeds", type=positive("--seeds"), default=None, help="confirmation seeds (default 10)")
-    p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 3)")
+    p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 4)")
     p.add_argument("--augment", default=None, metavar="POLICY",
                    help="augmentation policy of every run: strength (default: the searched strength alone), standard "
                         "(crop with padding and flip), autoaugment-cifar10, or steps joined by '+', e.g. standard+strength")

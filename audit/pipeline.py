@@ -34,6 +34,7 @@ from audit.report.summary import summarise
 from audit.search.backend import (
     concurrency,
     ensure_ray,
+    release_backend,
     start_backend,
     threads_per_trial,
 )
@@ -156,11 +157,12 @@ def beside(work: Callable[[], T], meanwhile: Callable[[], None]) -> T:
 
 
 def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progress: Progress, *,
-              allow_unequal_budgets: bool = False) -> pd.DataFrame:
+              allow_unequal_budgets: bool = False, keep_backend: bool = False) -> pd.DataFrame:
     """Run (or continue) every phase of a study whose folder exists; returns the summary. A full
-    disk or a folder that became unwritable stops it with one line: what finished is kept."""
+    disk or a folder that became unwritable stops it with one line: what finished is kept.
+    Ray, when this process started it, stops once the runs are done unless ``keep_backend``."""
     try:
-        return _run_study(study, study_dir, splits, paths, progress, allow_unequal_budgets)
+        return _run_study(study, study_dir, splits, paths, progress, allow_unequal_budgets, keep_backend)
     except AuditError:
         raise
     except Exception as exc:
@@ -172,7 +174,7 @@ def run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progr
 
 
 def _run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, progress: Progress,
-               allow_unequal_budgets: bool) -> pd.DataFrame:
+               allow_unequal_budgets: bool, keep_backend: bool) -> pd.DataFrame:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -215,6 +217,7 @@ def _run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, prog
     progress.confirm_ended()
     timings["confirm_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
+    stopping = None if keep_backend else release_backend()  # while the tables and the report are written
 
     warnings = check_equal(folder.read(study_dir), allow_unequal=allow_unequal_budgets)
     for w in warnings:
@@ -233,4 +236,6 @@ def _run_study(study: Study, study_dir: Path, splits: Splits, paths: Paths, prog
         return write_report(study_dir)
 
     progress.writing_report(write)
+    if stopping is not None:
+        stopping.join()
     return summary

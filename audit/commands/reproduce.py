@@ -146,7 +146,7 @@ def _run(console: Console, rep, args: argparse.Namespace) -> int:  # noqa: ANN00
         study_dir = pipeline.create(study, paths)
         progress = ConsoleProgress(console, study)
         progress.announce()
-        pipeline.run_study(study, study_dir, s, paths, progress)
+        pipeline.run_study(study, study_dir, s, paths, progress, keep_backend=True)  # the next study runs on it too
     from audit import folder
     from audit.report.write import write_report
 

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -71,8 +72,10 @@ def ensure_ray(study: Study) -> None:
             ) from None
     else:
         start_local_ray()
+        _OWN_RAY.append(True)
 
 
+_OWN_RAY: list[bool] = []  # not empty once ensure_ray started this process's Ray instance
 _RAY_INIT = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
 
 
@@ -111,6 +114,19 @@ def start_backend(study: Study, study_dir: Path) -> None:
         import ray.tune  # noqa: F401 - seconds of imports, taken now rather than before the first trial
         if not study.address:
             warm_workers(concurrency(study), study.all_methods)
+
+
+def release_backend() -> threading.Thread | None:
+    """Stop the Ray instance ``ensure_ray`` started, in a thread (its shutdown takes seconds, which
+    the report's writing hides); join the thread before exiting. ``None`` when there is none."""
+    if not _OWN_RAY:
+        return None
+    import ray
+
+    _OWN_RAY.clear()
+    thread = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+    thread.start()
+    return thread
 
 
 def _warm(methods: list[str]) -> int:

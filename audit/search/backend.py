@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 from audit.engine.data import Splits
 from audit.engine.trial import RunSpec, pick_device, run_trial
 from audit.errors import AuditError
-from audit.search.drivers import METRIC, heartbeat_s
-from audit.search.objective import with_objective
+from audit.search.objective import METRIC, with_objective
 
 if TYPE_CHECKING:
     from audit.study import Study
@@ -311,6 +310,9 @@ def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict
                 teacher_states: dict | None) -> None:
     from ray import tune
     from ray.tune import Callback, FailureConfig, RunConfig
+
+    # Not at the top: Ray's workers import this module, and the drivers' module brings pandas.
+    from audit.search.drivers import heartbeat_s
 
     class _Registry(Callback):
         """Hands the searcher Tune's trials, whose error files say why a crashed trial ended."""

@@ -18,12 +18,12 @@ import optuna
 from optuna.trial import TrialState
 
 from audit import folder
+from audit.search.objective import METRIC  # noqa: F401 - the drivers' callers read it here too
 from audit.search.storage import method_study, open_storage
 
 if TYPE_CHECKING:
     from audit.study import Study
 
-METRIC = "objective"  # told to Optuna: audit.search.objective (validation accuracy, ties broken by log-loss)
 CANCELLED = "cancelled"  # user attr on Optuna trials that do not count against the budget
 DRIVER = "driver"  # user attr: the driver id of the folder whose driver started the trial
 HEARTBEAT = "heartbeat"  # user attr: unix time of a running trial's last sign of life (its start, each epoch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+METRIC = "objective"  # the key of the value told to Optuna, in every run's record
 NLL_CAP = 10.0  # nats: a diverged run's log-loss is capped, so the tie-break stays under half an image
 
 
@@ -24,4 +25,4 @@ def search_objective(val_acc: float, val_nll: float, n_val: int) -> float:
 def with_objective(metrics: dict, n_val: int) -> dict:
     """``metrics`` (a run's record or one epoch's metrics) with the objective added."""
     nll = metrics.get("val_nll")
-    return {**metrics, "objective": search_objective(metrics["val_acc"], nll, n_val) if nll is not None else None}
+    return {**metrics, METRIC: search_objective(metrics["val_acc"], nll, n_val) if nll is not None else None}

@@ -37,9 +37,10 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def postgres() -> Iterator[tuple[str, str]]:
-    """(URL with password, password) of a fresh server on 127.0.0.1 with password authentication."""
+    """(URL with password, password) of a fresh server on 127.0.0.1 with password authentication,
+    shared by the module's tests: each uses its own study names or database, so none sees another's."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql; CI installs it)")
@@ -76,7 +77,7 @@ def postgres() -> Iterator[tuple[str, str]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache):
+def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache, capfd):
     url, password = postgres
     cache = str(teachers(teacher_cache))
     drivers, logs = [], []
@@ -109,13 +110,17 @@ def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache)
         assert confirmed[0] == confirmed[1] and len(confirmed[0]) == 1
     assert all(r["phase"] == "confirm" or r["status"] == "ok" for recs in records for r in recs)
 
-    # Without the password, resume says how to give it; with it, it finds nothing left to run.
-    again = subprocess.run(audit("resume", str(folders[0]), "--cache-dir", cache), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 2 and "give it again with --storage" in again.stderr
-    again = subprocess.run(audit("resume", str(folders[0]), "--storage", url, "--cache-dir", cache),
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
-    assert password not in again.stdout + again.stderr
+    # Without the password, resume says how to give it; with it, it finds nothing left to run. In this
+    # process: `audit resume` as a process is tested in tests/test_reliability.py.
+    from audit.cli import main
+
+    capfd.readouterr()
+    assert main(["resume", str(folders[0]), "--cache-dir", cache]) == 2
+    assert "give it again with --storage" in capfd.readouterr().err
+    code = main(["resume", str(folders[0]), "--storage", url, "--cache-dir", cache])
+    said = capfd.readouterr()
+    assert code == 0, said.out[-4000:] + said.err[-4000:]
+    assert password not in said.out + said.err
     assert len(journal(folders[0])) == len(records[0])
 
     assert "kdaudit:***@127.0.0.1" in (folders[0] / "study.toml").read_text()
@@ -125,34 +130,40 @@ def test_two_drivers_share_a_postgresql_study(tmp_path, postgres, teacher_cache)
         assert password.encode() not in path.read_bytes(), f"the storage password is written in {path}"
 
 
-def test_no_secret_in_any_file_a_ray_study_writes(tmp_path, postgres, teacher_cache):
+def test_no_secret_in_any_file_a_ray_study_writes(tmp_path, postgres, teacher_cache, ray_session, capfd):
     """Under Ray, Tune pickles its searcher into the study folder (ray/search-*/tuner.pkl): the
-    storage URL with its password must not be there, nor anywhere else the study writes."""
+    storage URL with its password must not be there, nor anywhere else the study writes. In this
+    process, on the session's Ray (what is written does not depend on who started Ray; real
+    `audit run` processes on this server are the two drivers above)."""
+    from audit.cli import main
+
     url, password = postgres
     out = tmp_path / "r"
-    done = subprocess.run(audit("run", "--method", "kd", "--trials", "1", "--seeds", "1", "--epochs", "1", "--backend", "ray",
-                                "--max-concurrent", "1", "--storage", url, "--out", str(out), "--name", "pgray",
-                                "--cache-dir", str(teachers(teacher_cache))),
-                          capture_output=True, text=True, timeout=540)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    code = main(["run", "--method", "kd", "--trials", "1", "--seeds", "1", "--epochs", "1", "--backend", "ray",
+                 "--max-concurrent", "1", "--storage", url, "--out", str(out), "--name", "pgray",
+                 "--cache-dir", str(teachers(teacher_cache))])
+    said = capfd.readouterr()
+    assert code == 0, said.out[-4000:] + said.err[-4000:]
     written = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.name == "tuner.pkl" for p in written), written
     for path in written:
         assert password.encode() not in path.read_bytes(), f"the storage password is written in {path}"
-    assert password not in done.stdout + done.stderr
+    assert password not in said.out + said.err
     assert stat.S_IMODE((out / "pgray" / "ray").stat().st_mode) == 0o700  # Tune's state: the driver's only
 
 
-def test_a_wrong_password_is_one_line_before_any_folder(tmp_path, postgres):
+def test_a_wrong_password_is_one_line_before_any_folder(tmp_path, postgres, capfd):
+    from audit.cli import main
+
     url, password = postgres
     wrong = url.replace(password, "not-the-password")
     out = tmp_path / "r"
-    done = subprocess.run(audit("run", "--method", "kd", "--trials", "1", "--backend", "local", "--storage", wrong,
-                                "--out", str(out)), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2
-    err = done.stderr.strip().splitlines()
+    capfd.readouterr()
+    assert main(["run", "--method", "kd", "--trials", "1", "--backend", "local", "--storage", wrong, "--out", str(out)]) == 2
+    said = capfd.readouterr()
+    err = said.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("audit: error: cannot open Optuna storage 'postgresql://kdaudit:***@127.0.0.1")
-    assert "password authentication failed" in err[0] and "not-the-password" not in done.stderr
+    assert "password authentication failed" in err[0] and "not-the-password" not in said.out + said.err
     assert not out.exists() or not any(out.iterdir())
 
 

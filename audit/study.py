@@ -204,11 +204,8 @@ class Study:
                     raise AuditError(f"unknown [{table}] keys {sorted(set(d[table]) - set(rules))}; allowed: {', '.join(rules)}")
                 _check_table(table, d[table], rules)
         if "recipe" in d:
-            r = dict(d["recipe"])
-            if "milestones" in r:
-                r["milestones"] = tuple(r["milestones"])
             try:
-                d["recipe"] = Recipe(**r)
+                d["recipe"] = Recipe.from_dict(dict(d["recipe"]))
             except TypeError as exc:
                 raise AuditError(f"bad [recipe] in study: {exc}") from None
         if "accel" in d:

@@ -54,7 +54,7 @@ def driver_per_trial(trials: int) -> dict:
     import sqlalchemy
 
     from audit.pipeline import Paths, create
-    from audit.search.drivers import METRIC
+    from audit.search.objective import METRIC
     from audit.search.searchers import build_searcher
     from audit.study import Study
 

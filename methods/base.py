@@ -151,7 +151,7 @@ class Method(nn.Module):
     def extra_teachers(cls, options: dict) -> list[str]:
         """Architectures the engine trains once (cached) and hands to the method frozen, in
         ``Context.extra_teachers``: those of the options its card marks as teachers."""
-        return [a for name, o in cls.card.options.items() if o.teachers for a in options.get(name, [])]
+        return cls.card.extra_teachers(options)
 
     def train(self, mode: bool = True) -> "Method":
         super().train(mode)

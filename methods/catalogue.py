@@ -78,6 +78,10 @@ class Card:
         """The paper's values of the searched dimensions."""
         return {k: self.defaults[k] for k in self.search_space()}
 
+    def extra_teachers(self, options: dict) -> list[str]:
+        """The architectures in ``options`` that the options marked as teachers name."""
+        return [a for name, o in self.options.items() if o.teachers for a in options.get(name, [])]
+
 
 def key(name: object) -> str:
     """A name compared ignoring case, spaces, '-', '_' and '/' ('+' is kept: 'DIST+' is not 'DIST')."""

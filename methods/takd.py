@@ -50,8 +50,9 @@ def _reduced(logits: torch.Tensor, losses: dict[str, torch.Tensor], reduction: s
     return {**losses, "kd": losses["kd"] / logits.shape[1]} if reduction == "classes" else losses
 
 
-class _AssistantStage(KD):
-    """The assistant's KD stage, with the student's KL reduction (not a registered method)."""
+class _ReducedKD(KD):
+    """KD with the KL reduced as ``kl_reduction`` says: the student's loss and, unregistered, the
+    assistant's stage."""
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
         logits, losses = super().forward_train(x, y, index)
@@ -59,7 +60,7 @@ class _AssistantStage(KD):
 
 
 @register_method
-class TAKD(KD):
+class TAKD(_ReducedKD):
     name = "takd"
 
     @classmethod
@@ -79,14 +80,10 @@ class TAKD(KD):
         num_classes = self.ctx.student.num_classes
         assistant = build_model(self.ctx.options["assistant"], in_channels=self.ctx.in_channels, num_classes=num_classes).to(device)
         stage_epochs = epochs if self.ctx.paper_protocol else max(1, epochs // 2)
-        stage = _AssistantStage(assistant, self.teacher, {k: self.hp[k] for k in ("temperature", "alpha", "strength", "kl_reduction")}, self.ctx)
+        stage = _ReducedKD(assistant, self.teacher, {k: self.hp[k] for k in ("temperature", "alpha", "strength", "kl_reduction")}, self.ctx)
         fit(stage, stage_epochs)
         assistant.eval()
         for p in assistant.parameters():
             p.requires_grad_(False)
         self._teacher = [self.ctx.as_teacher(assistant)]  # the student's teacher from now on, frozen in eval mode
         return stage_epochs
-
-    def forward_train(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
-        logits, losses = super().forward_train(x, y, index)
-        return logits, _reduced(logits, losses, str(self.hp["kl_reduction"]))

@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 
 from audit import folder as audit_journal
 from audit.pipeline import Paths, create
-from audit.search.drivers import CANCELLED, METRIC, reconcile
+from audit.search.drivers import CANCELLED, reconcile
+from audit.search.objective import METRIC
 from audit.search.searchers import build_searcher
 from audit.search.storage import storage_url, study_name
 from audit.study import Study

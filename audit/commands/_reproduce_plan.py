@@ -11,7 +11,7 @@ from rich.table import Table
 
 from audit.errors import AuditError
 from audit.report.format import fmt, fmt_big, fmt_config
-from audit.report.sections.protocols import _recipe_text
+from audit.report.sections.protocols import recipe_text
 
 
 def _train_images(dataset: str) -> int:
@@ -44,7 +44,7 @@ def print_plan(console: Console, rep, *, data_dir: Path | None, cache_dir: Path 
                       f"(preset {p.preset})", highlight=False)
         lines = [
             ("runs", f"{len(p.seeds)} seed(s); rule {p.rule}: each run's {p.per_run_epoch} test epoch"),
-            ("recipe", _recipe_text(p.recipe)),
+            ("recipe", recipe_text(p.recipe)),
             ("method", fmt_config(p.config) + (f"; options {json.dumps(p.options, sort_keys=True)}" if p.options else "")
              + ("; extra stages on top of the epochs" if p.paper_protocol else "")),
             ("teacher", teacher),

@@ -68,6 +68,11 @@ class Recipe:
             del d["augment"]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        """A recipe from its stored form (``to_dict``'s, or a study file's table: milestones a list)."""
+        return cls(**{**d, "milestones": tuple(d["milestones"])} if "milestones" in d else d)
+
 
 @dataclass(frozen=True)
 class Accel:

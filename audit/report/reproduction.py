@@ -16,8 +16,7 @@ from audit.report.render import write_document
 from audit.report.sections.arms import arms_section
 from audit.report.sections.protocols import protocols_section
 from audit.report.sections.teacher_check import teacher_table
-
-KIND = "reproduce"
+from audit.reproduce.plan import KIND
 
 
 def is_reproduction(folder: study_folder.StudyFolder) -> bool:

@@ -57,7 +57,7 @@ def check(rep: Reproduction, *, data_dir: Path | None, cache_dir: Path | None, d
     cluster's address and each data set (loaded whole, in the sources' normalisation)."""
     for p in rep.protocols:
         p.options = get_method(p.method).resolve_options(p.options, teacher=p.teacher, student=p.student)
-        Recipe(**{**p.recipe, "milestones": tuple(p.recipe["milestones"])})
+        Recipe.from_dict(p.recipe)
     if rep.teacher_weights is not None:
         wanted = sorted({(p.teacher, p.dataset) for p in rep.protocols if _needs_teacher(p)})
         if len(wanted) != 1:
@@ -91,7 +91,7 @@ def _teachers(rep: Reproduction, p: Protocol, splits: Splits, cache_dir: Path | 
               got: dict[str, tuple[Teacher, dict]]) -> tuple[list[str], dict]:
     """The frozen networks the claim's method learns from (keys into ``got``, each a teacher and its
     weights, trained or imported once however many claims share it) and its teacher's record."""
-    recipe = Recipe(**{**p.teacher_recipe, "milestones": tuple(p.teacher_recipe["milestones"])})
+    recipe = Recipe.from_dict(p.teacher_recipe)
 
     def trained(arch: str) -> Teacher:
         return get_teacher(splits, arch, seed=0, recipe=recipe, strength=0.0, cache_dir=cache_dir, accel=rep.accel)
@@ -134,7 +134,7 @@ def run_published(rep: Reproduction, rep_dir: Path, splits: dict[str, Splits], *
     for s, states, protocols in groups.values():
         claim_of = {protocol_hash(p): p.claim_id for p in protocols}
         runs = [(p.config, RunSpec(method=p.method, student=p.student, teacher=p.teacher,
-                                   recipe=Recipe(**{**p.recipe, "milestones": tuple(p.recipe["milestones"])}), seed=seed,
+                                   recipe=Recipe.from_dict(p.recipe), seed=seed,
                                    threads=threads_per_trial(rep), paper_protocol=p.paper_protocol,
                                    budget_hash=protocol_hash(p), accel=rep.accel, options=p.options))
                 for p in protocols for seed in p.seeds if (p.claim_id, seed) not in done]

@@ -114,13 +114,12 @@ class Reproduction:
         out = []
         for i, (key, ps) in enumerate(groups.items()):
             first = ps[0]
-            recipe = {**first.recipe, "milestones": tuple(first.recipe["milestones"]), "augment": AUDIT_AUGMENT}
             options = {p.method: p.options for p in ps if p.options and p.method not in REFERENCES}
             suffix = f"-{i + 1}" if len(groups) > 1 and sum(g[0].pair == first.pair for g in groups.values()) > 1 else ""
             study = Study(
                 name=f"audit-{first.dataset}-{first.teacher}-{first.student}{suffix}", methods=[p.method for p in ps],
                 dataset=first.dataset, teacher=first.teacher, student=first.student, trials=self.trials,
-                seeds=list(range(1, max(len(p.seeds) for p in ps) + 1)), recipe=Recipe(**recipe), options=options,
+                seeds=list(range(1, max(len(p.seeds) for p in ps) + 1)), recipe=Recipe.from_dict({**first.recipe, "augment": AUDIT_AUGMENT}), options=options,
                 backend=self.backend, storage=self.storage, address=self.address, cpus_per_trial=self.cpus_per_trial,
                 gpus_per_trial=self.gpus_per_trial, max_concurrent=self.max_concurrent, max_failures=self.max_failures,
                 teacher_weights=self.teacher_weights, teacher_sha256=self.teacher_sha256,
@@ -173,8 +172,9 @@ def plan_compute(rep: Reproduction, cache: FlopsCache, train_images: Callable[[s
                            num_train=n)
         per_run = sum(s.epochs * s.flops_per_image for s in stages) * n
         teacher_flops = 0.0
-        if cards()[p.method].needs_teacher:
-            archs = ([] if rep.teacher_weights else [p.teacher]) + list(p.options.get("extra_teachers", []))
+        card = cards()[p.method]
+        if card.needs_teacher:
+            archs = ([] if rep.teacher_weights else [p.teacher]) + card.extra_teachers(p.options)
             for arch in archs:
                 key = json.dumps([p.dataset, arch, p.teacher_recipe, p.normalize], sort_keys=True)
                 if key in seen_teachers:

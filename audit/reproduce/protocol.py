@@ -15,7 +15,7 @@ import pandas as pd
 
 from audit.errors import AuditError
 from audit.judge.claims import load_claims
-from audit.reproduce.presets import Preset, preset_for
+from audit.reproduce.presets import METHOD_KEYS, OVERRIDE_KEYS, Preset, preset_for
 from methods.catalogue import cards
 
 # Runs of the as-published arm when the claim itself is one run or does not say: enough for the
@@ -145,11 +145,11 @@ def resolve(claim: pd.Series, overrides: Overrides | None = None, preset: Preset
     m = preset.methods[method]
     departures = [*preset.departures, *preset.departures_by_dataset.get(dataset, []), *m.get("departures", [])]
     notes: list[str] = []
-    hps = {k: v for k, v in m.items() if k not in ("cite", "paper_protocol", "options", "departures", "by_pair", "by_dataset")}
+    hps = {k: v for k, v in m.items() if k not in METHOD_KEYS}
     citations = {f"method {method}": m.get("cite", ""), **{f"recipe {k}": v for k, v in preset.recipe.get("cite", {}).items()}}
     for kind, key in (("by_dataset", dataset), ("by_pair", f"{teacher}->{student}")):
         over = m.get(kind, {}).get(key, {})
-        hps.update({k: v for k, v in over.items() if k not in ("cite", "departure")})
+        hps.update({k: v for k, v in over.items() if k not in OVERRIDE_KEYS})
         if "departure" in over:
             departures.append(over["departure"])
         if "cite" in over:
@@ -184,7 +184,7 @@ def resolve(claim: pd.Series, overrides: Overrides | None = None, preset: Preset
     if o.seeds is not None and o.seeds != runs:
         departures.append(f"--seeds {o.seeds}: {o.seeds} runs instead of {runs}.")
         runs = o.seeds
-    if not o.released_teacher and method in _needs_teacher():
+    if not o.released_teacher and card.needs_teacher:
         departures.append(f"The teacher is trained here with the preset's recipe, not the source's released one "
                           f"({preset.teacher.get('released', 'not stated')}); give it with --teacher-weights.")
     return Protocol(
@@ -199,6 +199,3 @@ def resolve(claim: pd.Series, overrides: Overrides | None = None, preset: Preset
         departures=departures, notes=notes,
     )
 
-
-def _needs_teacher() -> set[str]:
-    return {c.name for c in cards().values() if c.needs_teacher}

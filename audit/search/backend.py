@@ -133,10 +133,10 @@ def release_backend() -> threading.Thread | None:
 
 
 def _warm(methods: list[str]) -> int:
-    import methods as catalogue
+    from methods import get_method
 
     for method in methods:
-        catalogue.get_method(method)
+        get_method(method)
     return os.getpid()
 
 

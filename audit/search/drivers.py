@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from audit import folder
-from audit.search.objective import METRIC  # noqa: F401 - the drivers' callers read it here too
+from audit.search.objective import METRIC
 from audit.search.storage import method_study, open_storage
 
 if TYPE_CHECKING:

@@ -23,12 +23,12 @@ from audit.search.drivers import (
     DRIVER,
     HEARTBEAT,
     HEARTBEAT_EVERY_S,
-    METRIC,
     STALE_REASON,
     heartbeat_s,
     slot_of,
     told_value,
 )
+from audit.search.objective import METRIC
 from audit.search.sampler import sampler_for
 from audit.search.storage import open_storage, study_name
 from methods import get_method

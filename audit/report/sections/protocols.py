@@ -9,7 +9,7 @@ from audit.report.document import Section
 from audit.report.format import fmt_config
 
 
-def _recipe_text(r: dict) -> str:
+def recipe_text(r: dict) -> str:
     epochs = int(r["epochs"])
     steps = ", ".join(f"{m * epochs:g}" for m in r.get("milestones", []))
     return (f"{epochs} epochs, batch {r['batch_size']}, SGD lr {r['lr']:g} momentum {r['momentum']:g}"
@@ -28,7 +28,7 @@ def protocols_section(protocols: list[dict], number: int) -> Section:
             ("preset", p["preset"]),
             ("selection", f"registry rule {p['rule']}; each run contributes its {p['per_run_epoch']} test epoch; "
                           f"{len(p['seeds'])} seed(s) {', '.join(map(str, p['seeds']))}"),
-            ("recipe", _recipe_text(p["recipe"])),
+            ("recipe", recipe_text(p["recipe"])),
             ("normalisation", f"mean {p['normalize'][0]}, std {p['normalize'][1]}"),
             ("method", fmt_config(p["config"])),
             ("options", json.dumps(p.get("options", {}), sort_keys=True) if p.get("options") else "none"),

@@ -39,7 +39,7 @@ STUDY = "study.toml"
 JOURNAL = "trials.jsonl"
 SPACES = "spaces.json"
 DRIVER_ID = "driver_id"  # the id this folder's trials carry as Optuna user attr "driver"
-REPAIRS = "repairs.json"  # what resumes found damaged (torn journal lines, a rebuilt optuna.db) and did about it
+REPAIRS = "repairs.json"  # what resumes found damaged (torn journal lines, a rebuilt Optuna storage) and did about it
 RESULT_COLUMNS = [
     "method", "phase", "trial", "seed", "status", "reason",
     "val_acc_best", "val_acc_last", "val_nll", "objective", "test_acc_best", "test_acc_last", "best_epoch",

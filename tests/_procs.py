@@ -81,7 +81,7 @@ def tails(logs: tuple, n: int = 4000) -> str:
     return "\n".join(f"--- {p}\n{Path(p).read_text(errors='replace')[-n:]}" for p in logs if Path(p).exists())
 
 
-def optuna_states(storage: str, study_name: str) -> collections.Counter:
+def optuna_states(storage: "str | optuna.storages.BaseStorage", study_name: str) -> collections.Counter:
     """Trial states of one Optuna study; cancelled trials (user attr ``cancelled``) as 'CANCELLED'."""
     ostudy = optuna.load_study(study_name=study_name, storage=storage)
     return collections.Counter(

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from audit.cli import main
+from audit.search.storage import open_storage
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,8 @@ def _check_study(folder, methods, trials, seeds):
         assert confirm.test_acc_last.between(0, 100).all()
         for col in ("epochs", "steps", "images", "flops", "wall_s"):
             assert (rows[col] > 0).all(), col
-    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}")
+    assert (folder / "optuna.journal").is_file() and not (folder / "optuna.db").exists()  # the folder's own storage
+    storage = open_storage(None, folder)
     for method in methods:
         ostudy = optuna.load_study(study_name=f"{folder.name}.{method}", storage=storage)
         assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in ostudy.trials) == trials

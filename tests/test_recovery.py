@@ -1,5 +1,5 @@
 """Damaged state is detected and named, never a silent wrong result: an Optuna storage that lost what
-the journal holds is rebuilt from the journal (the study folder's own SQLite) or refused (a shared
+the journal holds is rebuilt from the journal (the study folder's own Optuna journal) or refused (a shared
 storage); a journal line lost after Optuna was told is run again and counted; nothing the study
 writes holds the storage's URL (whose password it may carry)."""
 from __future__ import annotations
@@ -20,16 +20,16 @@ from audit.search.confirm import pending_runs
 from audit.search.drivers import reconcile
 from audit.search.recovery import check, mend
 from audit.search.searchers import build_searcher
-from audit.search.storage import study_name
+from audit.search.storage import open_storage, study_name
 
 
-def test_optuna_db_removed_is_rebuilt_from_the_journal_and_the_search_goes_on_as_before(tmp_path):
+def test_optuna_journal_removed_is_rebuilt_from_the_journal_and_the_search_goes_on_as_before(tmp_path):
     study = _study(trials=6)
     once = _new(tmp_path / "once", study)
     _search(study, once)
     damaged = _new(tmp_path / "damaged", study)
     _search(study, damaged, stop_after=4)  # killed while its fifth trial ran
-    (damaged / "optuna.db").unlink()
+    (damaged / "optuna.journal").unlink()
 
     # Confirming from what is left would confirm nothing (no study in the storage): refused, named.
     with pytest.raises(AuditError) as err:
@@ -38,9 +38,9 @@ def test_optuna_db_removed_is_rebuilt_from_the_journal_and_the_search_goes_on_as
     assert f"audit resume {damaged}" in str(err.value) and len(str(err.value).splitlines()) == 1
 
     done = mend(study, damaged)
-    assert len(done) == 1 and "rebuilt from the journal" in done[0] and "damaged file kept as optuna.db.damaged-" in done[0]
-    assert list(damaged.glob("optuna.db.damaged-*"))  # the file found there is kept, not destroyed
-    storage = f"sqlite:///{damaged / 'optuna.db'}"
+    assert len(done) == 1 and "rebuilt from the journal" in done[0] and "damaged file kept as optuna.journal.damaged-" in done[0]
+    assert list(damaged.glob("optuna.journal.damaged-*"))  # the file found there is kept, not destroyed
+    storage = open_storage(None, damaged)
     for method in ("nokd", "kd"):
         trials = optuna.load_study(study_name=study_name(study.name, method), storage=storage).get_trials()
         journaled = {r["optuna_trial"]: r for r in folder.records(damaged, method)}
@@ -52,6 +52,37 @@ def test_optuna_db_removed_is_rebuilt_from_the_journal_and_the_search_goes_on_as
     _search(study, damaged)
     assert _asked(damaged) == _asked(once)  # the rebuilt history asks what the lost one would have
     assert folder.read_repairs(damaged)[0]["rebuilt_storage"] is True
+
+
+def test_an_optuna_journal_line_torn_by_a_kill_is_cut_off_and_the_search_goes_on_as_before(tmp_path):
+    study = _study(trials=6)
+    once = _new(tmp_path / "once", study)
+    _search(study, once)
+    torn = _new(tmp_path / "torn", study)
+    _search(study, torn, stop_after=4)
+    whole = (torn / "optuna.journal").read_bytes()
+    with open(torn / "optuna.journal", "ab") as f:
+        f.write(b'{"op_code": 5, "worker_id": "x", "trial_id": 3, "par')  # a write the kill cut short
+
+    done = mend(study, torn)
+    assert done == ["the Optuna journal's last line was torn by a kill (a write that never returned); it is cut off"]
+    assert (torn / "optuna.journal").read_bytes() == whole
+    assert mend(study, torn) == []  # nothing left to mend
+    reconcile(study, torn)  # as `audit resume` goes on: the trial the kill interrupted is cancelled
+    _search(study, torn)
+    assert _asked(torn) == _asked(once)
+
+
+def test_a_folder_made_before_the_journal_keeps_its_sqlite_storage(tmp_path):
+    """A study folder written by a version that kept Optuna in ``optuna.db`` opens it still."""
+    study = _study(trials=2)
+    d = _new(tmp_path, study)
+    old = optuna.storages.RDBStorage(f"sqlite:///{d / 'optuna.db'}")
+    optuna.create_study(study_name=study_name(study.name, "kd"), storage=old, direction="maximize").add_trial(
+        optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    storage = open_storage(None, d)
+    assert isinstance(storage, optuna.storages.RDBStorage) and not (d / "optuna.journal").exists()
+    assert len(optuna.load_study(study_name=study_name(study.name, "kd"), storage=storage).trials) == 1
 
 
 def test_a_storage_whose_values_differ_from_the_journal_is_named(tmp_path):
@@ -101,9 +132,9 @@ def test_the_searchers_pickle_holds_no_storage_url(tmp_path):
     d = _new(tmp_path, study)
     searcher, _ = build_searcher(study, d, lambda rec: None)
     searcher.suggest("t0")  # a live trial and its Optuna study are held too
-    path = str(d / "optuna.db").encode()
+    path = str(d / "optuna.journal").encode()
     blob = ray.cloudpickle.dumps(searcher)  # how Tune writes tuner.pkl
-    assert path not in blob and b"sqlite" not in blob
+    assert path not in blob and b"optuna.journal" not in blob
 
 
 @pytest.mark.slow

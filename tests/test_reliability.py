@@ -31,6 +31,7 @@ from _procs import (
 )
 
 from audit.cli import main
+from audit.search.storage import open_storage
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,7 @@ def _resume(study_dir: Path, cache: str, log: Path) -> None:
 
 def _budget_exact(study_dir: Path) -> None:
     """Exactly the budget of trials per method, none run twice, journal and Optuna agreeing."""
-    storage = f"sqlite:///{study_dir / 'optuna.db'}"
+    storage = open_storage(None, study_dir)
     for method in METHODS:
         search = [r for r in journal(study_dir) if r["method"] == method and r["phase"] == "search"]
         assert sorted(r["trial"] for r in search) == [0, 1, 2], search

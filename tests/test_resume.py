@@ -16,7 +16,7 @@ from audit.pipeline import Paths, create
 from audit.search.drivers import CANCELLED, reconcile
 from audit.search.objective import METRIC
 from audit.search.searchers import build_searcher
-from audit.search.storage import storage_url, study_name
+from audit.search.storage import open_storage, study_name
 from audit.study import Study
 
 
@@ -26,7 +26,7 @@ def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path)
     another live driver sharing the storage, which must be left alone."""
     study = Study(name="rc", methods=["kd"], trials=5, seeds=[1], backend="local")
     folder = create(study, Paths(tmp_path))
-    url = storage_url(study.storage, folder)
+    url = open_storage(study.storage, folder)
     ostudy = optuna.create_study(study_name=study_name(study.name, "kd"), storage=url, direction="maximize")
     done, failed, interrupted, foreign = (ostudy.ask() for _ in range(4))
     for t in (done, failed, interrupted):
@@ -41,7 +41,7 @@ def test_reconcile_tells_journaled_trials_and_cancels_interrupted_ones(tmp_path)
     # A study folder may be moved before it is resumed: it still owns its trials.
     (tmp_path / "moved").mkdir()
     folder = folder.rename(tmp_path / "moved" / folder.name)
-    url = storage_url(study.storage, folder)
+    url = open_storage(study.storage, folder)
 
     reconcile(study, folder)
 
@@ -72,7 +72,7 @@ def test_waiting_for_another_driver_says_which_and_how_to_end_it(tmp_path, caplo
 
     study = Study(name="wt", methods=["kd"], trials=2, seeds=[1], backend="local")
     folder = create(study, Paths(tmp_path))
-    url = storage_url(study.storage, folder)
+    url = open_storage(study.storage, folder)
     ostudy = optuna.create_study(study_name=study_name(study.name, "kd"), storage=url, direction="maximize")
     foreign = ostudy.ask()
     foreign.set_user_attr("driver", "other-host-1234")

@@ -16,7 +16,7 @@ from audit import folder
 from audit.search.drivers import reconcile
 from audit.search.sampler import slot_seed
 from audit.search.searchers import build_searcher
-from audit.search.storage import study_name
+from audit.search.storage import open_storage, study_name
 from audit.study import Study
 
 
@@ -73,7 +73,7 @@ def test_a_resumed_search_asks_what_the_uninterrupted_one_asked(tmp_path, kills)
     want, got = _asked(once), _asked(killed)
     assert len(want) == 22 and got == want
     # The interrupted trials were not counted and their places were asked again.
-    ostudy = optuna.load_study(study_name=study_name(study.name, "kd"), storage=f"sqlite:///{killed / 'optuna.db'}")
+    ostudy = optuna.load_study(study_name=study_name(study.name, "kd"), storage=open_storage(None, killed))
     assert sum(bool(t.user_attrs.get("cancelled")) for t in ostudy.trials) >= 1
 
 

@@ -7,7 +7,7 @@ import warnings
 import optuna
 
 from audit.folder import StudyFolder
-from audit.search.storage import method_study, open_storage
+from audit.search.storage import method_study, open_storage, own_storage_file
 from methods.catalogue import card
 
 # fANOVA on fewer completed trials fits a forest to noise; below this the report says so.
@@ -34,7 +34,7 @@ def optuna_study(folder: StudyFolder, method: str) -> optuna.Study:
     """The method's Optuna study: from the folder's storage when it opens, else rebuilt in memory
     from the journal (a moved folder, a remote storage, a database locked by a running study)."""
     try:
-        if (folder.path / "optuna.db").is_file() and not folder.study.get("storage"):
+        if own_storage_file(folder.path).is_file() and not folder.study.get("storage"):
             # Open the study of this folder, wherever it now lies.
             ostudy = method_study(open_storage(None, folder.path), folder.name, method)
             if ostudy is not None and any(t.state == optuna.trial.TrialState.COMPLETE for t in ostudy.trials):

@@ -2,10 +2,11 @@
 told, so it is the record: the Optuna storage must agree with it on every trial this folder's
 driver ran.
 
-- A storage that disagrees (a missing or replaced ``optuna.db``, a study missing from it, a
+- A storage that disagrees (a missing or replaced ``optuna.journal``, a study missing from it, a
   trial whose value or parameters differ) is rebuilt from the journal when it is the study
-  folder's own SQLite file (the damaged file is kept beside it), and refused with one line when
-  it is a shared storage, which other drivers' trials live in too.
+  folder's own file (the damaged file is kept beside it), and refused with one line when it is a
+  shared storage, which other drivers' trials live in too. An Optuna journal line torn by a kill
+  is cut off first (the write it held never returned).
 - A finished trial that Optuna knows but whose journal line was lost (torn, or cut off) is run
   again, on the same configuration and seed, so its record is whole (runs are pure functions of
   both); the re-run is marked in the journal.
@@ -32,8 +33,11 @@ from audit.search.drivers import (
     told_value,
 )
 from audit.search.storage import (
+    SQLITE,
+    end_torn_journal,
     method_study,
     open_storage,
+    own_storage_file,
     redact,
     storage_url,
     study_name,
@@ -42,7 +46,6 @@ from audit.search.storage import (
 if TYPE_CHECKING:
     from audit.study import Study
 
-SQLITE = "optuna.db"
 REBUILT = "rebuilt from trials.jsonl"  # user attr on the Optuna trials of a rebuilt storage
 
 
@@ -75,13 +78,13 @@ def disagreements(study: Study, study_dir: Path, storage: optuna.storages.BaseSt
 
 def check(study: Study, study_dir: Path, storage: optuna.storages.BaseStorage | None = None) -> None:
     """Refuse, with one line, to go on with a storage that disagrees with the journal (e.g. before
-    confirming, after ``optuna.db`` was removed under a running study)."""
+    confirming, after ``optuna.journal`` was removed under a running study)."""
     storage = storage or open_storage(study.storage, study_dir)
     found = disagreements(study, study_dir, storage)
     if found:
         raise AuditError(f"the Optuna storage {_name(study, study_dir)} disagrees with trials.jsonl: {found[0]}"
                          f"{f' (and {len(found) - 1} more)' if len(found) > 1 else ''}; run `audit resume {study_dir}`, "
-                         "which rebuilds the study folder's own optuna.db from the journal")
+                         "which rebuilds the study folder's own Optuna storage from the journal")
 
 
 def mend(study: Study, study_dir: Path) -> list[str]:
@@ -90,6 +93,8 @@ def mend(study: Study, study_dir: Path) -> list[str]:
     done = []
     if folder.repair(study_dir):
         done.append("the journal's last line was torn by a kill; it is ended and skipped")
+    if study.storage is None and end_torn_journal(study_dir):
+        done.append("the Optuna journal's last line was torn by a kill (a write that never returned); it is cut off")
     torn = folder.torn_lines(study_dir)
     if torn:
         done.append(f"{torn} unreadable line(s) in trials.jsonl are skipped; a search trial they held is run again")
@@ -108,8 +113,9 @@ def mend(study: Study, study_dir: Path) -> list[str]:
                          f"{found[0]}{f' (and {len(found) - 1} more)' if len(found) > 1 else ''}; a shared storage is "
                          "not rebuilt (other drivers' trials live there): give the storage this study ran on")
     if found:
+        name = own_storage_file(study_dir).name
         kept = _rebuild(study, study_dir)
-        done.append(f"optuna.db disagreed with trials.jsonl ({found[0]}"
+        done.append(f"{name} disagreed with trials.jsonl ({found[0]}"
                     f"{f'; and {len(found) - 1} more' if len(found) > 1 else ''}); rebuilt from the journal"
                     + (f", the damaged file kept as {kept.name}" if kept else ""))
     if done:
@@ -157,16 +163,18 @@ def lost_record(record: dict, slot: int, t: FrozenTrial, study_dir: Path) -> dic
 
 
 def _rebuild(study: Study, study_dir: Path) -> Path | None:
-    """The folder's own ``optuna.db`` made again from the journal; the damaged file is kept aside."""
+    """The folder's own storage made again (an Optuna journal, also where it was an older version's
+    ``optuna.db``) from the journal; the damaged file is kept aside."""
     from audit.search.searchers import search_spaces
 
     kept = None
-    path = study_dir / SQLITE
+    path = own_storage_file(study_dir)
     if path.exists():
-        kept = study_dir / f"{SQLITE}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        kept = study_dir / f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
         os.replace(path, kept)
-    for suffix in ("-journal", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if path.name == SQLITE:
+        for suffix in ("-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
     storage, me, spaces = open_storage(None, study_dir), folder.driver_id(study_dir), search_spaces(study, study_dir)
     for method in study.all_methods:
         records = sorted(folder.records(study_dir, method), key=lambda r: r["optuna_trial"])

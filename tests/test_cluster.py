@@ -24,6 +24,8 @@ from _procs import (
     wait_for,
 )
 
+from audit.search.storage import open_storage
+
 pytestmark = pytest.mark.slow
 
 TRIALS = 2  # per method; nokd and kd are always in a study, so 4 trials over 2 one-CPU nodes
@@ -76,7 +78,7 @@ def test_study_on_a_two_node_cluster(tmp_path, ray_cluster, teacher_cache):
     records = journal(folder)
     search = [r for r in records if r["phase"] == "search"]
     results = pd.read_csv(folder / "results.csv")
-    storage = f"sqlite:///{folder / 'optuna.db'}"
+    storage = open_storage(None, folder)
     for method in ("nokd", "kd"):
         mine = [r for r in search if r["method"] == method]
         assert len(mine) == TRIALS and all(r["status"] == "ok" for r in mine), mine

@@ -46,7 +46,8 @@ def test_a_crashed_trial_records_its_exception_type_and_message(tmp_path, digits
 
 
 def test_a_confirmation_run_that_crashes_is_recorded(tmp_path, digits):
-    from audit.search.backend import guarded_run, run_spec
+    from audit.search.backend import run_spec
+    from audit.search.runs import guarded_run
 
     study = Study(name="c", methods=["kd"], trials=1, seeds=[1], backend="local")
     rec = guarded_run({"alpha": 0.5}, run_spec(study, "kd", 1), digits, None, None, None)

@@ -1,6 +1,6 @@
 """Where runs execute: in this process (``backend = "local"``) or on Ray, a local instance or a
 cluster (``--address``). Search trials go through Ray Tune (with the interleaved searcher);
-confirmation runs are plain Ray tasks. Both call ``audit.engine.trial.run_trial``.
+confirmation runs are plain Ray tasks. Both run ``audit.search.runs``, as Ray's workers import it.
 """
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit.engine.data import Splits
-from audit.engine.trial import RunSpec, pick_device, run_trial
+from audit.engine.trial import RunSpec, pick_device
 from audit.errors import AuditError
 from audit.search.objective import METRIC, with_objective
+from audit.search.runs import guarded_run, put_shared, ray_trainable, remote_run
 
 if TYPE_CHECKING:
     from audit.study import Study
@@ -224,85 +224,6 @@ def default_concurrency(study: Study) -> int:
     return max(1, fits)
 
 
-def guarded_run(config: dict, spec: RunSpec, splits: Splits, teacher_states: dict | None,
-                on_epoch: Callable[[int, dict], None] | None, device) -> dict:  # noqa: ANN001
-    """``run_trial``, with an exception it raises recorded as a failed run (its type and message)
-    under every backend alike: it is deterministic, so retrying would only fail again."""
-    t0 = time.perf_counter()
-    try:
-        return run_trial(config, spec, splits, teacher_states, on_epoch, device)
-    except Exception as exc:  # noqa: BLE001 - the study goes on; the record says what happened
-        message = str(exc).strip().splitlines()
-        return {
-            "method": spec.method, "seed": spec.seed, "config": dict(config), "status": "failed",
-            "reason": f"{type(exc).__name__}: {message[0][:300] if message else ''}".rstrip(": "),
-            METRIC: None, "wall_s": time.perf_counter() - t0, "budget_hash": spec.budget_hash,
-        }
-
-
-_FETCHED: dict[str, object] = {}  # this worker's copies of the study's data and teacher weights, by object
-_FETCHED_MAX = 4  # a worker may serve several studies in one Ray instance (`audit reproduce`)
-
-
-def _fetch(refs: tuple) -> tuple[Splits, dict | None]:
-    """The data and the teacher weights behind ``refs`` (ObjectRefs), fetched once per worker:
-    deserialising a teacher's ~100 tensors took 29 ms a run, the data 2 ms (measured on a Ray
-    worker), against 1.1-2.4 s for a main-job trial. Runs only read them."""
-    import ray
-
-    out = []
-    for ref in refs:
-        key = ref.hex()
-        if key not in _FETCHED:
-            if len(_FETCHED) >= _FETCHED_MAX:
-                _FETCHED.clear()
-            _FETCHED[key] = ray.get(ref)
-        out.append(_FETCHED[key])
-    return out[0], out[1]
-
-
-def _put(splits: Splits, teacher_states: dict | None) -> list:
-    """The data and the teacher weights in Ray's object store, once per study phase; handed to
-    runs inside a list, so that Ray does not resolve (and deserialise) them for every run."""
-    import ray
-
-    return [ray.put(splits), ray.put(teacher_states)]
-
-
-def _ray_trainable(config: dict, specs: dict[str, RunSpec] = None, refs: list | None = None,
-                   gpus: float = 0.0, beat_s: float = 0.0) -> None:
-    import ray
-    from ray import tune
-
-    splits, teacher_states = _fetch(refs)
-    config = dict(config)
-    spec = specs[config.pop("method")]
-    node = ray.get_runtime_context().get_node_id()  # which node ran it (hostname alone is ambiguous)
-    last = [time.monotonic()]
-
-    def on_epoch(epoch: int, metrics: dict) -> None:
-        # An epoch's result only carries the trial's heartbeat (the searcher tells Optuna nothing
-        # else before the end): sent when one is due, not for every epoch of a seconds-long trial.
-        # The last epoch arrives in the final, complete record.
-        if epoch < spec.recipe.epochs and time.monotonic() - last[0] >= beat_s:
-            last[0] = time.monotonic()
-            tune.report({METRIC: with_objective(metrics, n_val)[METRIC], "epoch": epoch, "train_loss": metrics["train_loss"]})
-
-    # A failed run (NaN, OOM, an exception) is reported, not raised: it is deterministic, so a retry
-    # would waste the budget; Tune's FailureConfig retries only crashes (a lost worker or node).
-    n_val = len(splits.val)
-    record = guarded_run(config, spec, splits, teacher_states, on_epoch, pick_device(gpus))
-    tune.report({**with_objective(record, n_val), "node_id": node})
-
-
-def _remote_run(config: dict, spec: RunSpec, refs: list, gpus: float) -> dict:
-    import ray
-
-    splits, teacher_states = _fetch(refs)
-    node = ray.get_runtime_context().get_node_id()  # which node ran it, as for search trials
-    return {**guarded_run(config, spec, splits, teacher_states, None, pick_device(gpus)), "node_id": node}
-
-
 # ---------------------------------------------------------------------------------------------
 # search trials and confirmation runs
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +281,7 @@ def _search_ray(study: Study, study_dir: Path, searcher, total: int, specs: dict
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         trainable = tune.with_resources(
             # Data and teacher weights go to the object store once, not pickled into every trial.
-            tune.with_parameters(_ray_trainable, specs=specs, refs=_put(splits, teacher_states), gpus=study.gpus_per_trial,
+            tune.with_parameters(ray_trainable, specs=specs, refs=put_shared(splits, teacher_states), gpus=study.gpus_per_trial,
                                  beat_s=heartbeat_s(study)),
             {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial},
         )
@@ -397,8 +318,8 @@ def run_all(study: Study, study_dir: Path, runs: Iterable[tuple[dict, RunSpec]],
 
     with ray_log(study_dir):
         ensure_ray(study)
-        remote = ray.remote(num_cpus=study.cpus_per_trial, num_gpus=study.gpus_per_trial)(_remote_run)
-        refs = _put(splits, teacher_states)
+        remote = ray.remote(num_cpus=study.cpus_per_trial, num_gpus=study.gpus_per_trial)(remote_run)
+        refs = put_shared(splits, teacher_states)
         futures = [remote.remote(config, spec, refs, study.gpus_per_trial) for config, spec in runs]
         while futures:
             ready, futures = ray.wait(futures, num_returns=1)

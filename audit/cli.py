@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-
 def run() -> None:
     """The ``audit`` console script: ``main``, its exit handlers, then exit without the
     interpreter's teardown of its modules, which took 3.8-4.4 s after the main job's last line

@@ -32,7 +32,7 @@ _FETCHED: dict[str, object] = {}  # this worker's copies of the study's data and
 _FETCHED_MAX = 4  # a worker may serve several studies in one Ray instance (`audit reproduce`)
 
 
-def fetch(refs: tuple) -> tuple[Splits, dict | None]:
+def fetch(refs: list) -> tuple[Splits, dict | None]:
     """The data and the teacher weights behind ``refs`` (ObjectRefs), fetched once per worker:
     deserialising a teacher's ~100 tensors took 29 ms a run, the data 2 ms (measured on a Ray
     worker), against 1.1-2.4 s for a main-job trial. Runs only read them."""

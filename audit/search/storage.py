@@ -61,9 +61,9 @@ def open_storage(storage: str | None, study_dir: Path) -> optuna.storages.BaseSt
     line when it cannot be opened."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    url = storage_url(storage, study_dir)
     if storage is None and own_storage_file(study_dir).name == JOURNAL:
-        return _open_journal(Path(url))
+        return _open_journal((study_dir / JOURNAL).resolve())
+    url = storage_url(storage, study_dir)
     for attempt in range(_SCHEMA_RACE_ATTEMPTS):
         try:
             rdb = optuna.storages.RDBStorage(_with_driver(url), heartbeat_interval=None)
@@ -104,11 +104,12 @@ def end_torn_journal(study_dir: Path) -> bool:
     path = study_dir / JOURNAL
     if not path.is_file() or path.stat().st_size == 0:
         return False
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return False
     with open(path, "r+b") as f:
-        f.truncate(data.rfind(b"\n") + 1)
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return False  # the usual case: only the last byte is read
+        f.seek(0)
+        f.truncate(f.read().rfind(b"\n") + 1)
         f.flush()
         os.fsync(f.fileno())
     return True

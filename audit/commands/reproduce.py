@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-weights", default=None, type=Path, metavar="PATH",
                    help="the source's released teacher (a checkpoint or a teacher-cache entry) for claims that share one teacher")
     p.add_argument("--backend", default="ray", help="ray (default) or local")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL for the equal-budget arm (default: SQLite in its folder)")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL for the equal-budget arm (default: an Optuna journal file in its folder)")
     p.add_argument("--address", default=None, help="join a running Ray cluster (auto or host:port)")
     p.add_argument("--out", default="reports", type=Path, help="folder for study folders (default reports)")
     p.add_argument("--name", default=None, help="folder name (default: reproduce-<claims>-<time>)")

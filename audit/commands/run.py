@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use this released teacher instead of training one: a teacher-cache entry (.safetensors, "
                         "from `audit teachers import`) or any checkpoint it imports; part of the budget")
     p.add_argument("--backend", default="ray", help="ray (default) or local")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: SQLite file in the study folder)")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL, e.g. postgresql://... (default: an Optuna journal file in the study folder)")
     p.add_argument("--out", default="reports", type=Path, help="folder for study folders (default reports)")
     p.add_argument("--name", default=None, help="study name (default: <dataset>-<methods>-<time>)")
     p.add_argument("--data-dir", default=None, type=Path, help="folder holding the torchvision data sets")

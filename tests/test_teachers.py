@@ -53,3 +53,29 @@ def test_cache_holds_no_pickle(digits, tmp_path):
     tensors = load_file(next(tmp_path.glob("*.safetensors")))
     assert all(isinstance(v, torch.Tensor) for v in tensors.values())
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
+
+
+def test_a_teacher_another_process_is_training_is_waited_for_not_trained_again(digits, tmp_path):
+    import shutil
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    from audit.engine.teachers import entry
+
+    made = get_teacher(digits, "resnet8", seed=0, recipe=FAST, cache_dir=tmp_path / "elsewhere")
+    cache = tmp_path / "shared"
+    cache.mkdir()
+    key = entry(digits, "resnet8", seed=0, recipe=FAST, cache_dir=cache)[2]
+    got = {}
+    with FileLock(cache / f".{key}.lock"):  # as another process holds it while it trains this teacher
+        waiter = threading.Thread(target=lambda: got.update(t=get_teacher(digits, "resnet8", seed=0, recipe=FAST, cache_dir=cache)))
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive(), "get_teacher must wait for the process training the same teacher"
+        for f in (tmp_path / "elsewhere").iterdir():  # that process writes its entry, then lets go
+            shutil.copy(f, cache / f.name)
+    waiter.join(timeout=60)
+    assert got["t"].from_cache and _same(got["t"].model, made.model)
+    assert len(list(cache.glob("*.safetensors"))) == 1

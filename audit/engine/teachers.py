@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -72,7 +73,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch: str) -> tuple[nn.Module, dict] | None:
+def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch: str, *,
+              say: bool = True) -> tuple[nn.Module, dict] | None:
     """The cached teacher if it is intact and is the one asked for; ``None`` (with a reason logged) otherwise."""
     if not (weights.exists() and meta_path.exists()):
         return None
@@ -88,7 +90,8 @@ def _try_load(weights: Path, meta_path: Path, ident: dict, splits: Splits, arch:
         model.load_state_dict(load_file(weights))
         return model, meta
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
-        print(f"teacher cache entry {weights.name} is unusable ({exc}); retraining")
+        if say:
+            print(f"teacher cache entry {weights.name} is unusable ({exc}); retraining")
         return None
 
 
@@ -119,10 +122,20 @@ def get_teacher(
                                            cache_dir=cache_dir, accel=accel)
     cache = weights.parent
     loaded = _try_load(weights, meta_path, ident, splits, arch)
-    if loaded is not None:
-        model, meta = loaded
-        return Teacher(model.to(device).eval(), arch, meta, True)
+    if loaded is None:
+        # Another process on this cache (a second study, a parallel test worker) may be training the
+        # same teacher: wait for it and load its entry rather than train it again.
+        cache.mkdir(parents=True, exist_ok=True)
+        with FileLock(cache / f".{key}.lock"):
+            loaded = _try_load(weights, meta_path, ident, splits, arch, say=False)  # said above if unusable
+            if loaded is None:
+                return _train(splits, arch, seed, recipe, strength, accel, cache, key, ident)
+    model, meta = loaded
+    return Teacher(model.to(device).eval(), arch, meta, True)
 
+
+def _train(splits: Splits, arch: str, seed: int, recipe: Recipe, strength: float, accel: Accel, cache: Path,
+           key: str, ident: dict) -> Teacher:
     result, model = train_student(
         method=BASELINE, config={"strength": strength}, splits=splits, student_arch=arch,
         teacher=None, recipe=recipe, seed=seed, accel=accel,

@@ -23,7 +23,12 @@ def digits():
 
 @pytest.fixture(scope="session")
 def teacher_cache(tmp_path_factory):
-    """A teacher cache shared by the whole session, so each teacher is trained once."""
+    """A teacher cache shared by the whole session (every xdist worker's), so each teacher is trained
+    once: a worker that needs one another is training waits for it (``get_teacher``'s lock)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "teacher_cache"  # the workers' common base folder
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("teacher_cache")
 
 

@@ -242,6 +242,23 @@ def test_compare_methods_welch_gain_and_claimed_gain():
     assert compare_methods(a, b, claimed_gain=0.8).claimed_gain_in_ci is True
 
 
+def test_runs_that_do_not_vary_on_one_side_are_tested_quietly_and_on_both_not_at_all():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's "precision loss" warning would reach the user's terminal
+        one = compare_methods([96.67, 96.67, 96.67], [93.33, 96.67, 95.0])
+        both = compare_methods([96.67, 96.67], [93.33, 93.33], claimed_gain=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = st.ttest_ind([96.67, 96.67, 96.67], [93.33, 96.67, 95.0], equal_var=False, alternative="greater")
+    assert one.p_greater == pytest.approx(ref.pvalue) and 0 < one.p_greater < 1
+    # scipy would give p = 0 (certainty) from two identical runs a side; the statistic is undefined
+    assert math.isnan(both.p_greater) and math.isnan(both.gain_ci_low) and math.isnan(both.p_two_sided)
+    assert both.gain == pytest.approx(3.34) and both.claimed_gain_in_ci is None
+    assert "neither method's runs vary" in both.explanation and "outside" not in both.explanation
+
+
 def test_compare_methods_needs_two_runs_each():
     with pytest.raises(AuditError, match="at least 2 runs"):
         compare_methods([73.0], [72.0, 72.5])

@@ -4,6 +4,7 @@ gain with its interval (scipy.stats throughout)."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -55,6 +56,12 @@ class RelativeResult:
                 for k, v in asdict(self).items()}
 
 
+class _NoTest:
+    """Welch's result where it is undefined: every number NaN."""
+
+    statistic = df = pvalue = low = high = math.nan
+
+
 def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     """Hedges' g: Cohen's d with pooled sd, times the exact small-sample correction
     J(df) = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2)), df = n_a + n_b - 2."""
@@ -84,9 +91,22 @@ def compare_methods(a_runs: Sequence[float], b_runs: Sequence[float], *,
     check_level(alpha)
     if claimed_gain is not None and not math.isfinite(claimed_gain):
         raise AuditError(f"claimed gain must be a finite number; got {claimed_gain}")
-    welch = stats.ttest_ind(a, b, equal_var=False)
-    ci = welch.confidence_interval(confidence_level=1 - alpha)
-    p_greater = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+    flat = a.var(ddof=1) == 0 and b.var(ddof=1) == 0
+    if flat:
+        # No spread on either side leaves Welch's statistic undefined (scipy would call any difference
+        # certain, p = 0): nothing is shown, as across tasks (audit.judge.across).
+        welch = ci = shifted = _NoTest()
+        p_greater = math.nan
+    else:
+        with warnings.catch_warnings():
+            # scipy warns when one side's runs are all equal (their variance "loses precision"); the
+            # test then rests on the other side's spread, as Welch's test may: not for the terminal.
+            warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+            welch = stats.ttest_ind(a, b, equal_var=False)
+            ci = welch.confidence_interval(confidence_level=1 - alpha)
+            p_greater = float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+            if claimed_gain is not None:
+                shifted = stats.ttest_ind(a - claimed_gain, b, equal_var=False, alternative="less")
     gain = float(a.mean() - b.mean())
     poi = float(prob_improvement(a, b))
     poi_lo = poi_hi = math.nan
@@ -94,15 +114,15 @@ def compare_methods(a_runs: Sequence[float], b_runs: Sequence[float], *,
         poi_lo, poi_hi = newcombe_interval(poi, a.size, b.size, 1 - alpha)
     in_ci = p_below = None
     if claimed_gain is not None:
-        in_ci = bool(ci.low <= claimed_gain <= ci.high)
-        shifted = stats.ttest_ind(a - claimed_gain, b, equal_var=False, alternative="less")
+        in_ci = None if flat else bool(ci.low <= claimed_gain <= ci.high)
         p_below = float(shifted.pvalue)
     level = 1 - alpha
     poi_text = (f"[{poi_lo:.2f}, {poi_hi:.2f}]" if math.isfinite(poi_lo)
                 else f"(no interval below {MIN_RUNS} runs of each)")
-    text = (f"Gain {_signed(gain)} points ({level:.0%} CI {_signed(ci.low)} to {_signed(ci.high)}), "
-            f"P(A > B) = {poi:.2f} {poi_text}, Hedges' g = {hedges_g(a, b):.2f}")
-    if claimed_gain is not None:
+    interval = ("no interval: neither method's runs vary" if flat
+                else f"{level:.0%} CI {_signed(ci.low)} to {_signed(ci.high)}")
+    text = f"Gain {_signed(gain)} points ({interval}), P(A > B) = {poi:.2f} {poi_text}, Hedges' g = {hedges_g(a, b):.2f}"
+    if claimed_gain is not None and not flat:
         text += (f"; the claimed gain {_signed(claimed_gain)} is "
                  f"{'inside' if in_ci else 'outside'} the interval")
     text += "."

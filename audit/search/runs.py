@@ -58,7 +58,7 @@ def put_shared(splits: Splits, teacher_states: dict | None) -> list:
 
 
 def ray_trainable(config: dict, specs: dict[str, RunSpec] = None, refs: list | None = None,
-                   gpus: float = 0.0, beat_s: float = 0.0) -> None:
+                  gpus: float = 0.0, beat_s: float = 0.0) -> None:
     import ray
     from ray import tune
 

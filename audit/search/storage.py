@@ -61,8 +61,9 @@ def open_storage(storage: str | None, study_dir: Path) -> optuna.storages.BaseSt
     line when it cannot be opened."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    if storage is None and own_storage_file(study_dir).name == JOURNAL:
-        return _open_journal((study_dir / JOURNAL).resolve())
+    own = own_storage_file(study_dir) if storage is None else None
+    if own is not None and own.name == JOURNAL:
+        return _open_journal(own.resolve())
     url = storage_url(storage, study_dir)
     for attempt in range(_SCHEMA_RACE_ATTEMPTS):
         try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from audit.budget import SEED_MAX
+from audit.budget import DEFAULT_SEEDS, DEFAULT_STUDENT, SEED_MAX
 from audit.commands._args import integer, number, positive, positive_minutes
 from audit.commands._console import make_console
 from audit.errors import AuditError
@@ -26,14 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study_file", nargs="?", type=Path, help="a declared study (TOML, e.g. studies/digits.toml); flags are then not used")
     p.add_argument("--method", action="append", default=[], help="method to audit (repeatable); nokd and kd are always added as references")
     p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
-    p.add_argument("--seeds", type=positive("--seeds"), default=None, help="confirmation seeds (default 10)")
+    p.add_argument("--seeds", type=positive("--seeds"), default=None, help=f"confirmation seeds (default {DEFAULT_SEEDS})")
     p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 4)")
     p.add_argument("--augment", default=None, metavar="POLICY",
                    help="augmentation policy of every run: strength (default: the searched strength alone), standard "
                         "(crop with padding and flip), autoaugment-cifar10, or steps joined by '+', e.g. standard+strength")
     p.add_argument("--dataset", default="digits", help="data set (default digits, embedded)")
     p.add_argument("--teacher", default="resnet20", help="teacher architecture (default resnet20)")
-    p.add_argument("--student", default="resnet8", help="student architecture (default resnet8)")
+    p.add_argument("--student", default=DEFAULT_STUDENT, help=f"student architecture (default {DEFAULT_STUDENT})")
     p.add_argument("--teacher-weights", default=None, type=Path, metavar="PATH",
                    help="use this released teacher instead of training one: a teacher-cache entry (.safetensors, "
                         "from `audit teachers import`) or any checkpoint it imports; part of the budget")

@@ -58,7 +58,7 @@ def cases() -> dict[str, Case]:
     return {
         # strength 0.5 translates by up to 12.5 % of the side, as a 4-pixel crop padding at 32 does.
         "cifar": Case("cifar", "CIFAR-shaped 3x32x32 (synthetic)", "resnet26", "resnet8", cifar, 4, 0.5),
-        "digits": Case("digits", "digits 1x8x8 (the default pair)", "resnet20", "resnet8", digits, 1, 0.5),
+        "digits": Case("digits", "digits 1x8x8, resnet20 -> resnet8", "resnet20", "resnet8", digits, 1, 0.5),
     }
 
 

@@ -2,7 +2,9 @@
 
 A study's budget (data set, split, architectures, trials, seeds, recipe, concurrency) is hashed
 (``Study.budget_hash``) and the hash is stamped on every trial and run. Results whose hashes
-differ are not compared unless the user says so, and then the output says it too.
+differ are not compared unless the user says so, and then the output says it too. The default
+audit's student and seeds live here, where the command line reads them without importing torch
+(its recipe, a ``Recipe``, is ``audit.study.DEFAULT_RECIPE``).
 """
 from __future__ import annotations
 

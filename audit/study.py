@@ -19,7 +19,13 @@ from pathlib import Path
 
 import tomli_w
 
-from audit.budget import DEFAULT_SEEDS, DEFAULT_STUDENT, SEED_MAX
+from audit.budget import (
+    DEFAULT_SEEDS,
+    DEFAULT_STUDENT,
+    DEFAULT_TEACHER,
+    DEFAULT_TRIALS,
+    SEED_MAX,
+)
 from audit.engine.datasets import dataset_names
 from audit.engine.models import model_names
 from audit.engine.train import SCHEDULES, Accel, Recipe
@@ -42,9 +48,9 @@ class Study:
     name: str
     methods: list[str]
     dataset: str = "digits"
-    teacher: str = "resnet20"
+    teacher: str = DEFAULT_TEACHER
     student: str = DEFAULT_STUDENT
-    trials: int = 50
+    trials: int = DEFAULT_TRIALS
     seeds: list[int] = field(default_factory=lambda: list(range(1, DEFAULT_SEEDS + 1)))
     search_seed: int = 0
     split_seed: int = 0

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from audit.budget import DEFAULT_SEEDS, DEFAULT_STUDENT, SEED_MAX
+from audit.budget import (
+    DEFAULT_SEEDS,
+    DEFAULT_STUDENT,
+    DEFAULT_TEACHER,
+    DEFAULT_TRIALS,
+    SEED_MAX,
+)
 from audit.commands._args import integer, number, positive, positive_minutes
 from audit.commands._console import make_console
 from audit.errors import AuditError
@@ -25,14 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="tune, confirm and compare KD methods under an equal budget")
     p.add_argument("study_file", nargs="?", type=Path, help="a declared study (TOML, e.g. studies/digits.toml); flags are then not used")
     p.add_argument("--method", action="append", default=[], help="method to audit (repeatable); nokd and kd are always added as references")
-    p.add_argument("--trials", type=positive("--trials"), default=50, help="search trials per method (default 50)")
+    p.add_argument("--trials", type=positive("--trials"), default=DEFAULT_TRIALS,
+                   help=f"search trials per method (default {DEFAULT_TRIALS})")
     p.add_argument("--seeds", type=positive("--seeds"), default=None, help=f"confirmation seeds (default {DEFAULT_SEEDS})")
     p.add_argument("--epochs", type=positive("--epochs"), default=None, help="student epochs per run (default 4)")
     p.add_argument("--augment", default=None, metavar="POLICY",
                    help="augmentation policy of every run: strength (default: the searched strength alone), standard "
                         "(crop with padding and flip), autoaugment-cifar10, or steps joined by '+', e.g. standard+strength")
     p.add_argument("--dataset", default="digits", help="data set (default digits, embedded)")
-    p.add_argument("--teacher", default="resnet20", help="teacher architecture (default resnet20)")
+    p.add_argument("--teacher", default=DEFAULT_TEACHER, help=f"teacher architecture (default {DEFAULT_TEACHER})")
     p.add_argument("--student", default=DEFAULT_STUDENT, help=f"student architecture (default {DEFAULT_STUDENT})")
     p.add_argument("--teacher-weights", default=None, type=Path, metavar="PATH",
                    help="use this released teacher instead of training one: a teacher-cache entry (.safetensors, "
